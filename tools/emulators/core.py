@@ -1,0 +1,388 @@
+"""What both API emulators share: a settable clock, fault injection, request counting and the
+`/_emulator/` control surface, served by a real threaded HTTP server on loopback.
+
+An emulator subclasses `Emulator` and implements `dispatch(request)` for its API routes,
+`error_response(status, message)` for faults in its API's own error shape, and optionally
+`control(request, path)` for its own control routes (seeding and reading records).
+
+Control surface common to both (JSON in, JSON out):
+  GET    /_emulator/health                      -> {"ok": true, "name": ...}
+  GET    /_emulator/clock                       -> {"now": ISO, "frozen": bool}
+  POST   /_emulator/clock   {"set": ISO} | {"advance": seconds} | {"freeze": bool}
+  GET    /_emulator/config                      -> the switches and their values
+  POST   /_emulator/config  {switch: value, ...} (unknown switches -> 400)
+  GET    /_emulator/faults                      -> active fault rules
+  POST   /_emulator/faults  {rule} | [{rule}, ...]   (see FaultRule)
+  DELETE /_emulator/faults                      -> clears every rule
+  GET    /_emulator/requests                    -> {"total": n, "counts": {"GET /path": n}, "log": [...]}
+  DELETE /_emulator/requests                    -> zeroes the counters
+  POST   /_emulator/reset                       -> data, clock, config, faults and counters back to new
+"""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+UTC = dt.timezone.utc
+_ID_SEGMENT = re.compile(r"/\d+(?=/|\.|$)")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def parse_iso(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_response(payload: Any, status: int = 200, content_type: str = "application/json",
+                  headers: dict | None = None) -> Response:
+    return Response(json.dumps(payload), status=status, content_type=content_type, headers=headers)
+
+
+class Clock:
+    """Real time shifted by an offset; tests set or advance it, or freeze it at one instant."""
+
+    def __init__(self) -> None:
+        self._offset = dt.timedelta(0)
+        self._frozen_at: dt.datetime | None = None
+
+    def now(self) -> dt.datetime:
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return utc_now() + self._offset
+
+    def set(self, when: dt.datetime) -> None:
+        if self._frozen_at is not None:
+            self._frozen_at = when
+        else:
+            self._offset = when - utc_now()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.now() + dt.timedelta(seconds=seconds))
+
+    def freeze(self, frozen: bool) -> None:
+        if frozen and self._frozen_at is None:
+            self._frozen_at = self.now()
+        elif not frozen and self._frozen_at is not None:
+            self._offset = self._frozen_at - utc_now()
+            self._frozen_at = None
+
+    def describe(self) -> dict:
+        return {"now": self.now().isoformat().replace("+00:00", "Z"), "frozen": self._frozen_at is not None}
+
+
+@dataclass
+class FaultRule:
+    """One injected fault. A request matches when its HTTP method and path fit; the first `skip`
+    matches pass untouched, then the next `count` matches (None: all) get the fault, each with
+    probability `rate` (seeded, so a storm can be replayed).
+
+    Effects, applied in this order: `latency` seconds of delay; then either `reset` (close the
+    connection with a TCP RST, `when` "before" the API sees the request or "after" it was
+    processed, so the client never learns the outcome) or `status` (answer with that status in the
+    API's own error shape, or with `body`/`headers` when given) instead of processing.
+    """
+
+    method: str | None = None
+    path: str | None = None
+    status: int | None = None
+    body: Any = None
+    headers: dict = field(default_factory=dict)
+    latency: float = 0.0
+    reset: bool = False
+    when: str = "before"
+    skip: int = 0
+    count: int | None = 1
+    rate: float = 1.0
+    seed: int | None = None
+    id: int = 0
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.when not in ("before", "after"):
+            raise ValueError("when must be 'before' or 'after'")
+        if self.path is not None:
+            re.compile(self.path)
+        self._rng = random.Random(self.seed)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return self.path is None or re.search(self.path, path) is not None
+
+    def fire(self) -> bool:
+        """Called for each matching request; True when this request gets the fault."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self._rng.random() >= self.rate:
+            return False
+        self.hits += 1
+        if self.count is not None:
+            self.count -= 1
+        return True
+
+    @property
+    def spent(self) -> bool:
+        return self.count is not None and self.count <= 0
+
+    def describe(self) -> dict:
+        data = asdict(self)
+        data.pop("_rng", None)
+        return data
+
+
+class _ResetConnection(Exception):
+    """Raised to make the server drop the connection without an answer."""
+
+
+class Emulator:
+    name = "emulator"
+    #: switch name -> default value; subclasses extend it. Reported and set via /_emulator/config.
+    default_config: dict[str, Any] = {}
+
+    def __init__(self, **config: Any) -> None:
+        self.lock = threading.RLock()
+        self.base_url = "http://127.0.0.1"
+        self._initial_config = {**self.default_config, **config}
+        self._next_fault_id = 1
+        self.reset_all()
+
+    # --- to implement -------------------------------------------------------------------------
+    def reset_data(self) -> None:
+        """Empty every store (called at start and on POST /_emulator/reset)."""
+
+    def dispatch(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def error_response(self, status: int, message: str) -> Response:
+        return json_response({"error": message}, status)
+
+    def control(self, request: Request, path: str) -> Response | None:
+        """Emulator-specific control routes under /_emulator/; None when the path is not theirs."""
+        return None
+
+    # --- shared state -----------------------------------------------------------------------------
+    def reset_all(self) -> None:
+        with self.lock:
+            self.clock = Clock()
+            self.config = dict(self._initial_config)
+            self.faults: list[FaultRule] = []
+            self.reset_counts()
+            self.reset_data()
+
+    def reset_counts(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.request_log: collections.deque[dict] = collections.deque(maxlen=2000)
+        self.total_requests = 0
+        self.internal_errors: list[str] = []
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def add_fault(self, **rule: Any) -> FaultRule:
+        with self.lock:
+            fault = FaultRule(**{k: v for k, v in rule.items() if k not in ("id", "hits")})
+            fault.id = self._next_fault_id
+            self._next_fault_id += 1
+            self.faults.append(fault)
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def count_of(self, method: str | None = None, path: str | None = None) -> int:
+        """Requests counted so far whose method equals `method` and whose normalised path matches
+        the regex `path` (either may be None for any)."""
+        with self.lock:
+            total = 0
+            for key, n in self.counts.items():
+                m, p = key.split(" ", 1)
+                if method and m != method.upper():
+                    continue
+                if path and not re.search(path, p):
+                    continue
+                total += n
+            return total
+
+    @staticmethod
+    def normalise_path(path: str) -> str:
+        return _ID_SEGMENT.sub("/{id}", path)
+
+    # --- the WSGI application ---------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        try:
+            response = self._handle(request)
+        except _ResetConnection:
+            _reset_socket(environ)
+            response = Response(b"", status=500)
+        return response(environ, start_response)
+
+    def _handle(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/_emulator/"):
+            with self.lock:
+                return self._control(request, path[len("/_emulator/"):].strip("/"))
+        with self.lock:
+            key = f"{request.method} {self.normalise_path(path)}"
+            self.counts[key] += 1
+            self.total_requests += 1
+            self.request_log.append({"n": self.total_requests, "method": request.method, "path": path,
+                                     "at": self.clock.describe()["now"]})
+            fired = [f for f in self.faults if f.matches(request.method, path) and f.fire()]
+            self.faults = [f for f in self.faults if not f.spent]
+        latency = sum(f.latency for f in fired)
+        if latency:
+            time.sleep(latency)
+        for fault in fired:
+            if fault.reset and fault.when == "before":
+                raise _ResetConnection()
+            if fault.status is not None:
+                if fault.body is not None:
+                    body = fault.body if isinstance(fault.body, str) else json.dumps(fault.body)
+                    return Response(body, status=fault.status, headers=fault.headers,
+                                    content_type="application/json")
+                response = self.error_response(fault.status, f"injected fault {fault.status}")
+                for name, value in fault.headers.items():
+                    response.headers[name] = str(value)
+                return response
+        with self.lock:
+            try:
+                response = self.dispatch(request)
+            except HTTPException as exc:
+                response = self.error_response(exc.code or 500, exc.description or exc.name)
+            except Exception as exc:  # noqa: BLE001 - a server must answer, never crash
+                # Kept so contract tests can assert the emulator never hit a bug of its own.
+                self.internal_errors.append(f"{request.method} {path}: {exc!r}")
+                response = self.error_response(500, "internal error")
+        if any(f.reset and f.when == "after" for f in fired):
+            raise _ResetConnection()
+        return response
+
+    def _control(self, request: Request, path: str) -> Response:
+        body = request.get_json(silent=True) if request.data else None
+        try:
+            if path == "health":
+                return json_response({"ok": True, "name": self.name})
+            if path == "reset" and request.method == "POST":
+                self.reset_all()
+                return json_response({"ok": True})
+            if path == "clock":
+                if request.method == "POST":
+                    body = body or {}
+                    if "freeze" in body:
+                        self.clock.freeze(bool(body["freeze"]))
+                    if "set" in body:
+                        self.clock.set(parse_iso(body["set"]))
+                    if "advance" in body:
+                        self.clock.advance(float(body["advance"]))
+                return json_response(self.clock.describe())
+            if path == "config":
+                if request.method == "POST":
+                    unknown = sorted(set(body or {}) - set(self.config))
+                    if unknown:
+                        return json_response({"error": f"unknown switches: {unknown}",
+                                              "switches": sorted(self.config)}, 400)
+                    self.config.update(body or {})
+                return json_response(self.config)
+            if path == "faults":
+                if request.method == "DELETE":
+                    self.clear_faults()
+                elif request.method == "POST":
+                    rules = body if isinstance(body, list) else [body or {}]
+                    for rule in rules:
+                        self.add_fault(**rule)
+                return json_response([f.describe() for f in self.faults])
+            if path == "requests":
+                if request.method == "DELETE":
+                    self.reset_counts()
+                return json_response({"total": self.total_requests, "counts": dict(self.counts),
+                                      "log": list(self.request_log)[-200:]})
+            response = self.control(request, path)
+            if response is not None:
+                return response
+            return json_response({"error": f"no control route {request.method} /_emulator/{path}"}, 404)
+        except (TypeError, ValueError, KeyError, re.error) as exc:
+            return json_response({"error": f"bad control request: {exc}"}, 400)
+
+
+def _reset_socket(environ) -> None:
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # the process log of the plugin is what matters
+        pass
+
+    def log_error(self, *args, **kwargs):
+        pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except OSError:
+            pass  # a connection we reset on purpose
+
+
+class ServerHandle:
+    """A running emulator: `url`, `app` (the Emulator) and `stop()`. Usable as a context manager."""
+
+    def __init__(self, app: Emulator, port: int = 0) -> None:
+        self.app = app
+        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
+        self._server.daemon_threads = True
+        self.port = self._server.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        app.base_url = self.url
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{app.name}-emulator",
+                                        daemon=True)
+
+    def start(self) -> "ServerHandle":
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "ServerHandle":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(app: Emulator, port: int = 0) -> ServerHandle:
+    """Start `app` on 127.0.0.1:`port` (0: any free port) in a background thread."""
+    return ServerHandle(app, port).start()
