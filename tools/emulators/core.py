@@ -362,8 +362,10 @@ class ServerHandle:
         self.port = self._server.port
         self.url = f"http://127.0.0.1:{self.port}"
         app.base_url = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{app.name}-emulator",
-                                        daemon=True)
+        # A short poll interval: shutdown() waits for the serving loop to notice, and a test
+        # suite starts and stops hundreds of these.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{app.name}-emulator", daemon=True)
 
     def start(self) -> "ServerHandle":
         self._thread.start()
