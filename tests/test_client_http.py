@@ -1,0 +1,187 @@
+"""HttpClient's retry loop over real HTTP (the Outreach emulator's fault injection), with a fake
+sleep so waits are measured, not spent."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from plugin.deadline import Deadline
+from plugin.errors import RateLimited, TransientError
+from plugin.http import HttpClient
+
+from .client_helpers import Sleeps
+
+PATH = "/api/v2/prospects"
+
+
+def _client(deadline=60, **kwargs) -> tuple[HttpClient, Sleeps]:
+    sleeps = Sleeps()
+    return HttpClient("outreach", deadline=Deadline(deadline), sleep=sleeps, **kwargs), sleeps
+
+
+def _get(http, server):
+    return http.request("GET", server.url + PATH, idempotent=True)
+
+
+def test_every_call_has_a_timeout_and_a_user_agent(outreach_server):
+    http, _ = _client()
+    seen = {}
+    original = http.session.request
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+    http.session.request = spy
+    response = _get(http, outreach_server)
+    assert response.status_code == 401                 # 4xx goes back to the caller
+    assert seen["timeout"][0] > 0 and seen["timeout"][1] > 0 and seen["verify"] is True
+    assert response.request.headers["User-Agent"].startswith("WorkbooksOutreachSync/")
+    assert http.requests_made == 1
+
+
+def test_429_waits_for_retry_after_delta(outreach_server):
+    outreach_server.app.add_fault(path=PATH, status=429, headers={"Retry-After": "2"})
+    http, sleeps = _client()
+    assert _get(http, outreach_server).status_code == 401
+    assert len(sleeps.calls) == 1 and 2.0 <= sleeps.calls[0] <= 2.6
+    assert http.requests_made == 2
+
+
+def test_429_waits_until_the_epoch_reset(outreach_server):
+    reset = int(time.time()) + 5
+    outreach_server.app.add_fault(path=PATH, status=429,
+                                  headers={"X-RateLimit-Reset": str(reset), "Retry-After": str(reset)})
+    http, sleeps = _client()
+    _get(http, outreach_server)
+    assert len(sleeps.calls) == 1 and 3.0 <= sleeps.calls[0] <= 5.6
+
+
+def test_429_is_retried_even_for_a_post(outreach_server):
+    outreach_server.app.add_fault(method="POST", path=PATH, status=429, headers={"Retry-After": "1"})
+    http, sleeps = _client()
+    response = http.request("POST", outreach_server.url + PATH, json={}, idempotent=False)
+    assert response.status_code in (401, 415) and len(sleeps.calls) == 1
+
+
+def test_a_long_wait_is_not_waited_but_reported(outreach_server):
+    reset = int(time.time()) + 3600
+    outreach_server.app.add_fault(path=PATH, status=429, headers={"X-RateLimit-Reset": str(reset),
+                                                                  "Retry-After": str(reset)})
+    http, sleeps = _client()
+    with pytest.raises(RateLimited) as caught:
+        _get(http, outreach_server)
+    assert caught.value.retry_at == reset and caught.value.exit_code == 1
+    assert sleeps.calls == []
+
+
+def test_never_waits_past_the_deadline(outreach_server):
+    outreach_server.app.add_fault(path=PATH, status=429, headers={"Retry-After": "10"})
+    http, sleeps = _client(deadline=5)
+    started = time.monotonic()
+    with pytest.raises(RateLimited, match="deadline"):
+        _get(http, outreach_server)
+    assert sleeps.calls == [] and time.monotonic() - started < 2
+
+
+def test_a_maintenance_503_is_waited_out_when_it_fits(outreach_server):
+    outreach_server.app.config["maintenance_retry_after_format"] = "delta"     # 60 s
+    outreach_server.app.add_fault(method="GET", path=PATH, status=503)
+    http, sleeps = _client(deadline=120, max_wait=90)
+    assert _get(http, outreach_server).status_code == 401
+    assert len(sleeps.calls) == 1 and 59 <= sleeps.calls[0] <= 61
+    outreach_server.app.add_fault(method="GET", path=PATH, status=503)
+    http, sleeps = _client(deadline=30)
+    with pytest.raises(TransientError, match="deadline"):
+        _get(http, outreach_server)
+
+
+def test_retries_are_bounded(outreach_server):
+    outreach_server.app.add_fault(path=PATH, status=429, headers={"Retry-After": "0"}, count=None)
+    http, sleeps = _client(max_retries=3)
+    with pytest.raises(RateLimited, match="4 attempts"):
+        _get(http, outreach_server)
+    assert http.requests_made == 4 and len(sleeps.calls) == 3
+
+
+def test_429_falls_back_to_the_rate_limit_reset(outreach_server):
+    reset = int(time.time()) + 4
+    outreach_server.app.add_fault(path=PATH, status=429, headers={"X-RateLimit-Reset": str(reset)},
+                                  body={"errors": [{"id": "rateLimitExceeded"}]})
+    http, sleeps = _client()
+    _get(http, outreach_server)
+    assert len(sleeps.calls) == 1 and 2.0 <= sleeps.calls[0] <= 4.6
+
+
+def test_429_without_hints_backs_off_exponentially_with_jitter(outreach_server):
+    outreach_server.app.add_fault(path=PATH, status=429, count=3, body={"errors": []})
+    http, sleeps = _client(backoff_base=1.0, backoff_cap=8.0)
+    _get(http, outreach_server)
+    assert len(sleeps.calls) == 3
+    for attempt, waited in enumerate(sleeps.calls):
+        assert 0.5 * 2 ** attempt <= waited <= 2 ** attempt
+
+
+def test_5xx_retried_for_idempotent_requests_only(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="GET", path=PATH, status=502, count=2)
+    http, sleeps = _client()
+    assert _get(http, outreach_server).status_code == 401
+    assert http.requests_made == 3 and len(sleeps.calls) == 2
+    app.add_fault(method="POST", path=PATH, status=502)
+    with pytest.raises(TransientError, match="not retried"):
+        http.request("POST", outreach_server.url + PATH, json={}, idempotent=False)
+    assert app.count_of("POST", PATH) == 1
+
+
+def test_an_ambiguous_post_is_never_replayed(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="POST", path=PATH, reset=True, when="after")
+    http, _ = _client()
+    with pytest.raises(TransientError, match="may have processed"):
+        http.request("POST", outreach_server.url + PATH, json={}, idempotent=False)
+    assert app.count_of("POST", PATH) == 1
+    app.add_fault(method="GET", path=PATH, reset=True, when="before")
+    assert _get(http, outreach_server).status_code == 401            # a GET is simply retried
+
+
+def test_read_timeouts(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="GET", path=PATH, latency=1.5)
+    http, _ = _client(timeout=(2, 0.5))
+    assert _get(http, outreach_server).status_code == 401           # retried after the timeout
+    app.add_fault(method="POST", path=PATH, latency=1.5)
+    with pytest.raises(TransientError, match="timed out"):
+        http.request("POST", outreach_server.url + PATH, json={}, idempotent=False)
+
+
+def test_a_request_is_clipped_to_the_deadline(outreach_server):
+    outreach_server.app.add_fault(method="GET", path=PATH, latency=3, count=None)
+    http, _ = _client(deadline=1.2)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        _get(http, outreach_server)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_refused_connection_is_retried_even_for_a_post():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http, sleeps = _client(max_retries=2)
+    with pytest.raises(TransientError, match="gave up after 3 attempts"):
+        http.request("POST", f"http://127.0.0.1:{port}/api/v2/prospects?api_key=secret-key-value",
+                     json={}, idempotent=False)
+    assert len(sleeps.calls) == 2
+
+
+def test_messages_leave_out_query_strings_and_secrets(outreach_server):
+    outreach_server.app.add_fault(method="GET", path=PATH, status=500, count=None,
+                                  body={"errors": [{"detail": "token sekrit-token-123 was bad"}]})
+    http, _ = _client(max_retries=0, secrets=lambda: ["sekrit-token-123"])
+    with pytest.raises(TransientError) as caught:
+        http.request("GET", outreach_server.url + PATH + "?api_key=01234-56789&x=1", idempotent=True)
+    message = str(caught.value)
+    assert "01234-56789" not in message and "sekrit-token-123" not in message
+    assert PATH in message and "500" in message
