@@ -1,0 +1,1102 @@
+"""The consultant-edited YAML mapping: load, validate, bind, map.
+
+    mapping = load_mapping("mappings/default.yaml")          # InvalidMapping lists every problem
+    person = mapping.objects["person"].bind({"Tier": "cf_person_tier"})
+    person.source_columns                                    # what to _select_columns[]
+    attributes = person.map(record)                          # RecordMappingError for a bad value
+    person.match_value(attributes)                           # the duplicate-detection key
+
+Validation runs in three passes and reports everything it finds, each problem as
+`FILE:LINE:COL: what is wrong — how to fix it`:
+  1. YAML: syntax, tabs, duplicate keys (positions come from `yaml.compose`; `safe_load` forgets
+     them and silently keeps the last of two equal keys);
+  2. the JSON Schema in mappings/mapping.schema.json (draft 2020-12), errors put in plain words;
+  3. meaning: targets exist and are writable (plugin.catalogue), types fit, transforms fit their
+     input, one match key and it is mapped, no target written twice, placeholders and sources
+     name Workbooks columns (checked against Workbooks when its field list is given).
+Everything here is pure: no network, no clock.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import jsonschema
+import yaml
+
+from . import catalogue
+from . import transforms as tf
+from .errors import InvalidMapping
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "mappings" / "mapping.schema.json"
+DEFAULT_MAPPING_PATH = ROOT / "mappings" / "default.yaml"
+
+#: The sections the plugin syncs, and the Outreach object each one must target.
+ACTIVE_OBJECTS = {"person": "prospect", "organisation": "account"}
+#: Allowed match keys per Outreach object; the first is the default.
+MATCH_KEYS = {"prospect": ("emails",), "account": ("name", "domain", "customId")}
+
+ERROR, WARNING = "error", "warning"
+SEND_DIRECTIONS = ("send", "both")
+
+
+# --- problems -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    col: int
+    message: str
+    hint: str = ""
+    severity: str = ERROR
+
+    def __str__(self) -> str:
+        level = "warning: " if self.severity == WARNING else ""
+        hint = f" — {self.hint}" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.col}: {level}{self.message}{hint}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+
+class RecordMappingError(ValueError):
+    """A record whose value cannot be mapped (e.g. "abc" into a number). `field` names the
+    Workbooks field, `target` the Outreach attribute, `reason` why; `errors` holds every failing
+    field of the record as (field, target, reason), the first of which is also on the object."""
+
+    def __init__(self, field: str, reason: str, target: str | None = None,
+                 errors: list[tuple[str, str | None, str]] | None = None) -> None:
+        self.field, self.reason, self.target = field, reason, target
+        self.errors = errors or [(field, target, reason)]
+        super().__init__("; ".join(_describe_failure(*e) for e in self.errors))
+
+
+def _describe_failure(field_name: str, target: str | None, reason: str) -> str:
+    arrow = f" → {target}" if target else ""
+    return f"{field_name}{arrow}: {reason}"
+
+
+def did_you_mean(word: Any, candidates: Iterable[str]) -> str | None:
+    """The closest candidate: a case-insensitive equal first (`linkedinurl`), then difflib."""
+    if not isinstance(word, str):
+        return None
+    candidates = [c for c in candidates if isinstance(c, str)]
+    folded = {c.casefold(): c for c in candidates}
+    if word.casefold() in folded and folded[word.casefold()] != word:
+        return folded[word.casefold()]
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not close:
+        lowered = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
+        close = [folded[lowered[0]]] if lowered else []
+    return close[0] if close and close[0] != word else None
+
+
+def _suggest(word: Any, candidates: Iterable[str], otherwise: str = "") -> str:
+    near = did_you_mean(word, candidates)
+    return f"did you mean `{near}`?" if near else otherwise
+
+
+# --- pass 1: YAML with positions ----------------------------------------------------------------
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# PyYAML's messages, said the way a consultant would want to hear them: (problem text contains,
+# what is wrong, how to fix it).
+_YAML_MESSAGES = [
+    ("found character '\\t'", "a tab character is not allowed here",
+     "YAML indents with spaces only: replace the tab with spaces"),
+    ("mapping values are not allowed here", "unexpected `:` on this line",
+     "this line is probably indented more than the key above it: line it up; if the value "
+     "itself contains `: `, put it in quotes"),
+    ("did not find expected key", "this line is not lined up with the keys above it",
+     "keys of the same block start in the same column: fix the indentation"),
+    ("did not find expected '-' indicator", "this line is not lined up with the list items above it",
+     "start every item of a list with `- ` in the same column"),
+    ("could not find expected ':'", "a key has no `:` after it",
+     "write `key: value`, or put text containing `:` or `#` in quotes"),
+    ("expected <block end>", "this line is not lined up with the lines above it",
+     "keys of the same block start in the same column: fix the indentation"),
+    ("found undefined alias", "this `*alias` names no `&anchor`", "define the anchor first, or write the value out"),
+    ("found unknown escape character", "unknown `\\` escape in double quotes",
+     "use single quotes, or write `\\\\` for a backslash"),
+    ("found unexpected end of stream", "the file ends inside quoted text", "close the quote"),
+    ("expected a single document", "the file holds more than one YAML document",
+     "remove the second `---` line"),
+    ("that cannot start any token", "a value cannot start with this character", "put the value in quotes"),
+    ("found duplicate anchor", "the same `&anchor` is defined twice", "give each anchor its own name"),
+]
+
+
+class _Document:
+    """Parsed YAML plus, for every path into it, where its value (and its key) starts."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.data: Any = None
+        self.values: dict[tuple, yaml.Mark] = {}
+        self.keys: dict[tuple, yaml.Mark] = {}
+        self.key_tags: dict[tuple, str] = {}
+        self.problems: list[Problem] = []
+        self._loader: yaml.SafeLoader | None = None
+
+    # positions ------------------------------------------------------------------------------
+    def mark(self, path: tuple, *, key: bool = False) -> yaml.Mark | None:
+        path = tuple(path)
+        if key and path in self.keys:
+            return self.keys[path]
+        while path and path not in self.values:
+            path = path[:-1]
+        return self.values.get(path)
+
+    def problem(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
+                severity: str = ERROR) -> Problem:
+        return self.problem_at(self.mark(path, key=key), message, hint, severity=severity)
+
+    def problem_at(self, mark: yaml.Mark | None, message: str, hint: str = "", *,
+                   severity: str = ERROR) -> Problem:
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return Problem(self.file, line, col, message, hint, severity)
+
+    def add(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
+            severity: str = ERROR) -> None:
+        self.problems.append(self.problem(path, message, hint, key=key, severity=severity))
+
+    # parsing --------------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str, file: str) -> "_Document":
+        doc = cls(file)
+        tab_problems = doc._tab_problems(text)
+        loader = yaml.SafeLoader(text)
+        doc._loader = loader
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                doc.problems.append(Problem(file, 1, 1, "the mapping file is empty",
+                                            "start with `version: 1` and an `objects:` section"))
+                return doc
+            doc.data = doc._build(node, (), frozenset())
+        except yaml.MarkedYAMLError as exc:
+            # Tabs PyYAML accepted (flow style, block text) are harmless; once it fails, every
+            # tab in an indentation is a suspect worth naming.
+            doc.problems.extend(tab_problems)
+            mark = exc.problem_mark or exc.context_mark
+            if exc.context_mark and "end of stream" in str(exc.problem):
+                mark = exc.context_mark          # where the quote was opened, not the file's end
+            if not (mark and any(p.line == mark.line + 1 for p in tab_problems)):
+                message, hint = _explain_yaml(exc, text)
+                doc.problems.append(doc.problem_at(mark, message, hint))
+        except yaml.YAMLError as exc:
+            doc.problems.append(Problem(file, 1, 1, f"this is not valid YAML: {exc}",
+                                        "check the indentation and quotes"))
+        finally:
+            loader.dispose()
+            doc._loader = None
+        return doc
+
+    def _tab_problems(self, text: str) -> list[Problem]:
+        """A tab in the indentation is the classic invisible YAML mistake: one problem per line."""
+        found = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            indent = re.match(r"^[ \t]*", line).group(0)
+            if "\t" in indent:
+                found.append(Problem(self.file, number, indent.index("\t") + 1, "a tab is used for indentation",
+                                     "YAML indents with spaces only: replace the tab with spaces"))
+        return found
+
+    def _build(self, node: yaml.Node, path: tuple, active: frozenset) -> Any:
+        assert self._loader is not None
+        self.values[path] = node.start_mark
+        if isinstance(node, yaml.ScalarNode):
+            return self._loader.construct_object(node)
+        if id(node) in active:
+            self.add(path, "this alias refers to itself", "write the value out instead of `*alias`")
+            return None
+        active = active | {id(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(item, path + (i,), active) for i, item in enumerate(node.value)]
+        self._check_duplicates(node, path)
+        self._loader.flatten_mapping(node)          # `<<: *anchor` merges, as safe_load does
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue                             # reported by _check_duplicates
+            # Keys are kept as written ("Yes", not True) so the schema sees text; the tag is kept
+            # so value_map can insist on quotes where safe_load would change the key.
+            key = key_node.value
+            self.keys[path + (key,)] = key_node.start_mark
+            self.key_tags[path + (key,)] = key_node.tag
+            result[key] = self._build(value_node, path + (key,), active)
+        return result
+
+    def _check_duplicates(self, node: yaml.MappingNode, path: tuple) -> None:
+        assert self._loader is not None
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(self.problem_at(key_node.start_mark, "a key must be plain text",
+                                                     "write `name: value`"))
+                continue
+            try:
+                ident = self._loader.construct_object(key_node)
+                hash(ident)
+            except Exception:  # noqa: BLE001 — an odd key is reported by the schema instead
+                ident = key_node.value
+            if ident in seen:
+                first = seen[ident]
+                self.problems.append(self.problem_at(
+                    key_node.start_mark, f"`{key_node.value}` appears twice in this block "
+                    f"(first at line {first.line + 1})",
+                    "remove one of them: YAML would silently keep only the last"))
+            else:
+                seen[ident] = key_node.start_mark
+
+
+def _explain_yaml(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str]:
+    text = f"{exc.context or ''} {exc.problem or ''}"
+    mark = exc.problem_mark
+    if "mapping values are not allowed here" in text and mark is not None:
+        # `target account` on the line above, then `fields:`: PyYAML reads both lines as one
+        # text and trips over this line's colon. The fix is on the line above.
+        above = [ln for ln in source.splitlines()[:mark.line] if ln.strip() and not ln.strip().startswith("#")]
+        if above and ":" not in above[-1] and not above[-1].strip().startswith("-"):
+            return ("unexpected `:` on this line: the line above has no `:`",
+                    f"write the line above as `key: value` (`{above[-1].strip()}` has no `:`)")
+    for needle, message, hint in _YAML_MESSAGES:
+        if needle in text:
+            return message, hint
+    return (f"this is not valid YAML ({(exc.problem or str(exc)).strip()})",
+            "check the indentation and quotes on this line and the line above")
+
+
+# --- pass 2: the JSON Schema, in plain words ----------------------------------------------------
+
+_SCHEMA: dict | None = None
+
+
+def schema() -> dict:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return _SCHEMA
+
+
+_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
+               "boolean": "true or false", "object": "a block of `key: value` lines",
+               "array": "a list", "null": "empty"}
+
+_FIELD_KEYS = ("source", "value", "template", "target", "direction", "skip_empty", "transforms", "note")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false (`" + ("true" if value else "false") + "`)"
+    if value is None:
+        return "empty"
+    if isinstance(value, dict):
+        return "a block of `key: value` lines"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return f"the number `{value}`"
+    if isinstance(value, str):
+        return f"the text `{value}`"
+    return f"a {type(value).__name__} (`{value}`)"   # e.g. a date YAML read from 2024-01-01
+
+
+def _where(path: tuple) -> str:
+    """A readable name for what sits at `path`: the nearest key, e.g. `target`."""
+    for part in reversed(path):
+        if isinstance(part, str):
+            return f"`{part}`"
+    return "this item"
+
+
+def _schema_problems(doc: _Document) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(schema())
+    problems: list[Problem] = []
+    errors = list(validator.iter_errors(doc.data))
+    # A value of the wrong type also fails its enum/const: say only the first, clearer, thing.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    for error in errors:
+        if error.validator in ("enum", "const") and tuple(error.absolute_path) in mistyped:
+            continue
+        problems.extend(_explain_schema_error(doc, error))
+    return problems
+
+
+def _explain_schema_error(doc: _Document, error: jsonschema.ValidationError) -> Iterator[Problem]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    custom = sub.get("x-messages", {}).get(kind) or (sub.get("errorMessage") if kind in (
+        "const", "enum", "pattern") else None)
+    hint = sub.get("x-hint", "")
+    instance = error.instance
+
+    if "propertyNames" in error.absolute_schema_path:
+        yield doc.problem(path + (instance,), f"`{instance}`: {custom or 'is not an allowed name'}",
+                          hint, key=True)
+    elif kind == "oneOf" and all(set(s) == {"required"} for s in error.validator_value):
+        options = [s["required"][0] for s in error.validator_value]
+        present = [k for k in options if isinstance(instance, dict) and k in instance]
+        listed = ", ".join(f"`{o}`" for o in options)
+        if present:
+            yield doc.problem(path + (present[1],), f"this field has both `{present[0]}` and `{present[1]}`",
+                              f"keep only one of {listed}", key=True)
+        else:
+            yield doc.problem(path, "this field has no `source`, `value` or `template`",
+                              "add `source:` with the Workbooks field to send (or `value:` for a "
+                              "constant, `template:` to combine fields)")
+    elif kind == "required":
+        for name in error.validator_value:
+            if not isinstance(instance, dict) or name in instance:
+                continue
+            if path == ("objects",) and did_you_mean(name, instance):
+                continue                       # the section is there, misspelt: said below
+            yield _missing(doc, path, name)
+    elif kind == "additionalProperties":
+        allowed = list(sub.get("properties", {}))
+        for name in instance:
+            if name in allowed:
+                continue
+            yield _unknown_key(doc, path, name, allowed, in_item=_in_transform_item(path))
+    elif kind == "type":
+        yield _wrong_type(doc, path, error, custom)
+    elif kind == "enum" or kind == "const":
+        yield _bad_choice(doc, path, error, custom, hint)
+    elif kind == "pattern":
+        yield doc.problem(path, f"{_describe(instance)}: {custom or 'does not have the expected form'}", hint)
+    elif kind == "minItems":
+        yield doc.problem(path, f"{_where(path)} is empty", "add at least one item (`- …`)")
+    elif kind == "minProperties":
+        if _in_transform_item(path):
+            yield doc.problem(path, "this transform is empty", "write a transform such as `- trim`")
+        else:
+            yield doc.problem(path, f"{_where(path)} is empty", "add at least one `key: value` line")
+    elif kind == "minLength":
+        yield doc.problem(path, f"{_where(path)} is empty", "write a value, or remove the line")
+    elif kind in ("minimum", "exclusiveMinimum"):
+        yield doc.problem(path, f"{_where(path)} must be at least {error.validator_value}, not {instance}",
+                          "give a positive number, or no number to use the Outreach limit")
+    elif kind == "dependentRequired":
+        yield doc.problem(path + ("default",), "`default` only works together with `value_map`",
+                          "put `default:` in the same list item as `value_map:`", key=True)
+    else:
+        yield doc.problem(path, custom or error.message, hint)
+
+
+def _in_transform_item(path: tuple) -> bool:
+    return len(path) >= 2 and path[-2] == "transforms" and isinstance(path[-1], int)
+
+
+def _missing(doc: _Document, path: tuple, name: str) -> Problem:
+    if name == "target":
+        return doc.problem(path, "this field has no `target`",
+                           "add `target:` with the Outreach attribute to write, e.g. `target: firstName`")
+    if name == "fields":
+        return doc.problem(path, f"{_where(path)} has no `fields`",
+                           "add `fields:` with a list of `- source: … target: …` items", key=True)
+    if name in ACTIVE_OBJECTS:
+        return doc.problem(path, f"there is no `{name}` section",
+                           f"add `{name}:` under `objects:` with `target: {ACTIVE_OBJECTS[name]}`",
+                           key=True)
+    if name == "version":
+        return doc.problem((), "the file has no `version`", "add `version: 1` as the first line")
+    if name == "custom_field":
+        return doc.problem(path, "this source has no `custom_field`",
+                           'write `source: {custom_field: "Title"}`')
+    return doc.problem(path, f"`{name}` is missing", f"add `{name}:`", key=True)
+
+
+def _unknown_key(doc: _Document, path: tuple, name: str, allowed: list[str], *, in_item: bool) -> Problem:
+    where = path + (name,)
+    if in_item:
+        near = did_you_mean(name, list(tf.SPECS) + ["default"])
+        return doc.problem(where, f"unknown transform `{name}`",
+                           f"did you mean `{near}`?" if near else
+                           "use one of " + ", ".join(tf.SPECS), key=True)
+    if path == () and name in ACTIVE_OBJECTS:
+        return doc.problem(where, f"`{name}` is not a top-level key",
+                           "indent it under `objects:`", key=True)
+    if len(path) == 4 and path[2] == "fields" and name not in _FIELD_KEYS:
+        # `firstName: person_first_name` style: the consultant wrote the pair as one key.
+        return doc.problem(where, f"unknown key `{name}` in a field",
+                           _suggest(name, allowed, "a field is written `- source: <Workbooks field>` "
+                                    "with `target: <Outreach attribute>` below it"), key=True)
+    return doc.problem(where, f"unknown key `{name}`",
+                       _suggest(name, allowed, "allowed here: " + ", ".join(allowed)), key=True)
+
+
+def _wrong_type(doc: _Document, path: tuple, error: jsonschema.ValidationError,
+                custom: str | None) -> Problem:
+    expected = error.validator_value
+    expected = [expected] if isinstance(expected, str) else list(expected)
+    instance = error.instance
+    if expected == ["null"] and _in_transform_item(path[:-1]):
+        name = path[-1]
+        return doc.problem(path, f"`{name}` takes no setting", f"write `- {name}` on its own")
+    if custom:
+        message, _, hint = custom.partition(" — ")
+        return doc.problem(path, message, hint)
+    words = _or([_TYPE_WORDS.get(t, t) for t in expected if t != "null"])
+    what = f"{_where(path)} must be {words}, not {_describe(instance)}"
+    if "string" in expected and not isinstance(instance, (dict, list)):
+        hint = f'put it in quotes: `"{_yaml_text(instance)}"`' if instance is not None \
+            else "write a value after the `:`"
+    elif isinstance(instance, list) and "array" not in expected:
+        hint = "write a single value, not a list"
+    elif "array" in expected and isinstance(instance, str):
+        hint = f"write it as a list: `[{instance}]`, or one `- {instance}` line per item"
+    elif "array" in expected:
+        hint = "write a list: one `- item` line per item"
+    elif "object" in expected:
+        hint = "write `key: value` lines indented under it"
+    elif "boolean" in expected:
+        hint = "write `true` or `false`"
+    elif "integer" in expected or "number" in expected:
+        hint = "write a number without quotes"
+    else:
+        hint = ""
+    return doc.problem(path, what, hint)
+
+
+def _or(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _bad_choice(doc: _Document, path: tuple, error: jsonschema.ValidationError, custom: str | None,
+                hint: str) -> Problem:
+    instance = error.instance
+    choices = error.validator_value if error.validator == "enum" else [error.validator_value]
+    if _in_transform_item(path) and isinstance(instance, str):
+        spec = tf.SPECS.get(instance)
+        if spec is not None:            # `- split` without its setting
+            return doc.problem(path, f"`{instance}` needs a setting", f"write `- {spec.example}`")
+        return doc.problem(path, f"unknown transform `{instance}`",
+                           _suggest(instance, tf.SPECS, "use one of " + ", ".join(tf.SPECS)))
+    if path == ("version",):
+        if isinstance(instance, str):
+            return doc.problem(path, "`version` must be the number 1, not text", "remove the quotes: `version: 1`")
+        return doc.problem(path, f"version {instance} is not supported: {custom}", hint)
+    near = did_you_mean(str(instance), [str(c) for c in choices])
+    what = f"{_where(path)} cannot be `{instance}`" + (f": {custom}" if custom else "")
+    if near:
+        return doc.problem(path, what, f"did you mean `{near}`?")
+    return doc.problem(path, what, hint or ("use one of " + ", ".join(f"`{c}`" for c in choices)))
+
+
+# --- the compiled model -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One mapped field, ready to run."""
+    target: str
+    attribute: catalogue.Attribute
+    direction: str
+    skip_empty: bool
+    steps: tuple[tf.Step, ...]
+    source: tf.Ref | None = None
+    value: Any = None
+    template: tf.Template | None = None
+    line: int = 0
+    col: int = 0
+    ref_marks: tuple = ()      # ((Ref, line, col), ...) for every custom-field title it uses
+
+    @property
+    def sends(self) -> bool:
+        return self.direction in SEND_DIRECTIONS
+
+    @property
+    def refs(self) -> list[tf.Ref]:
+        refs = [self.source] if self.source else []
+        if self.template:
+            refs += self.template.refs
+        for step in self.steps:
+            if step.template:
+                refs += step.template.refs
+        return refs
+
+    def describe(self, resolve) -> str:
+        """The Workbooks side, for a per-record error message."""
+        if self.source:
+            return self.source.describe(resolve(self.source) if self.source.title else None)
+        if self.template:
+            return f'template "{self.template.text}"'
+        return "constant value"
+
+
+@dataclass(frozen=True)
+class ObjectMapping:
+    name: str                      # "person" | "organisation"
+    target: str                    # "prospect" | "account"
+    match_key: str
+    fields: tuple[FieldSpec, ...]
+    file: str = ""
+
+    @property
+    def custom_field_titles(self) -> set[str]:
+        return {ref.title for f in self.fields for ref in f.refs if ref.title is not None}
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Columns named directly; columns of custom fields named by title come from bind()."""
+        return _unique(ref.column for f in self.fields for ref in f.refs if ref.column)
+
+    def bind(self, title_to_column: dict[str, str]) -> "BoundMapping":
+        """Resolve custom fields named by title. Titles match exactly, else ignoring case and
+        extra spaces; an unknown or ambiguous title raises InvalidMapping at its line."""
+        resolved: dict[str, str] = {}
+        problems: list[Problem] = []
+        for f in self.fields:
+            for ref, line, col in f.ref_marks:
+                column, message, hint = _resolve_title(ref.title, title_to_column, self.name)
+                if column is None:
+                    problems.append(Problem(self.file, line, col, message, hint))
+                else:
+                    resolved[ref.title] = column
+        if problems:
+            raise InvalidMapping([str(p) for p in _unique_problems(problems)])
+        return BoundMapping(self, resolved)
+
+
+def _resolve_title(title: str, table: dict[str, str], object_name: str) -> tuple[str | None, str, str]:
+    if title in table:
+        return table[title], "", ""
+    key = _fold(title)
+    matches = [t for t in table if _fold(t) == key]
+    if len(matches) == 1:
+        return table[matches[0]], "", ""
+    if len(matches) > 1:
+        return None, (f'more than one {object_name} custom field is titled like "{title}": '
+                      + ", ".join(f'"{m}"' for m in matches)), "use the exact title, or the column name as `source`"
+    near = did_you_mean(title, table)
+    return None, f'there is no {object_name} custom field titled "{title}" in Workbooks', (
+        f'did you mean "{near}"?' if near else "check the title in Workbooks (Configuration > Custom Fields)")
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _unique_problems(problems: Iterable[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+class BoundMapping:
+    """An ObjectMapping whose custom-field titles are resolved to Workbooks columns."""
+
+    def __init__(self, mapping: ObjectMapping, title_columns: dict[str, str]) -> None:
+        self.mapping = mapping
+        self.title_columns = dict(title_columns)
+
+    @property
+    def target(self) -> str:
+        return self.mapping.target
+
+    @property
+    def match_key(self) -> str:
+        return self.mapping.match_key
+
+    def resolve(self, ref: tf.Ref) -> str:
+        return self.title_columns[ref.title] if ref.title is not None else str(ref.column)
+
+    @property
+    def source_columns(self) -> list[str]:
+        return _unique(self.resolve(ref) for f in self.mapping.fields for ref in f.refs)
+
+    def map(self, record: dict) -> dict[str, Any]:
+        """Outreach attributes for one Workbooks record (send/both fields, in file order).
+        A `skip_empty` field whose value is empty is left out, so Outreach keeps its value;
+        any other empty field is sent as null (a list as []), clearing it in Outreach."""
+        attributes: dict[str, Any] = {}
+        failures: list[tuple[str, str | None, str]] = []
+        for spec in self.mapping.fields:
+            if not spec.sends:
+                continue
+            ctx = tf.Context(record, self.resolve, spec.attribute)
+            try:
+                value = self._initial(spec, ctx)
+                for step in spec.steps:
+                    value = tf.apply(step, value, ctx)
+                if spec.skip_empty and tf.is_empty(value):
+                    continue
+                attributes[spec.target] = tf.fit(value, spec.attribute)
+            except tf.TransformError as exc:
+                failures.append((spec.describe(self.resolve), spec.target, str(exc)))
+        if failures:
+            first = failures[0]
+            raise RecordMappingError(first[0], first[2], first[1], failures)
+        return attributes
+
+    def _initial(self, spec: FieldSpec, ctx: tf.Context) -> Any:
+        if spec.source is not None:
+            return copy.deepcopy(ctx.lookup(spec.source))
+        if spec.template is not None:
+            return tf.render(spec.template, ctx)
+        return copy.deepcopy(spec.value)
+
+    def source_of(self, attribute: str) -> str | None:
+        """The Workbooks side of the field that sends `attribute` (for messages such as
+        "Outreach rejected title (from Workbooks person_job_title)")."""
+        for spec in self.mapping.fields:
+            if spec.sends and spec.target == attribute:
+                return spec.describe(self.resolve)
+        return None
+
+    def skipped_when_empty(self, attributes: dict[str, Any]) -> list[str]:
+        """The `skip_empty` targets that `map()` left out of `attributes` (for the preview)."""
+        return [s.target for s in self.mapping.fields
+                if s.sends and s.skip_empty and s.target not in attributes]
+
+    def match_value(self, attributes: dict[str, Any]) -> str | None:
+        """The duplicate-detection key of mapped attributes: a prospect's first email,
+        lower-cased; an account's `match_key` attribute (None when empty, and for `customId`
+        unless the caller added its own marker to the attributes)."""
+        if self.mapping.target == "prospect":
+            emails = attributes.get("emails") or []
+            for email in emails if isinstance(emails, list) else [emails]:
+                if not tf.is_empty(email):
+                    return str(email).strip().lower()
+            return None
+        value = attributes.get(self.mapping.match_key)
+        return None if tf.is_empty(value) else tf.as_text(value).strip()
+
+
+@dataclass
+class Mapping:
+    path: str
+    version: int
+    objects: dict[str, ObjectMapping]
+    warnings: list[Problem] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)   # sections the plugin does not sync yet
+
+
+# --- pass 3: what the file means ----------------------------------------------------------------
+
+class _Compiler:
+    """Checks what the schema cannot say and builds the model. Written to survive a file the
+    schema already rejected: anything of the wrong shape is skipped (the schema said why)."""
+
+    def __init__(self, doc: _Document, workbooks_fields: dict[str, set[str]] | None) -> None:
+        self.doc = doc
+        self.workbooks_fields = workbooks_fields
+        self.objects: dict[str, ObjectMapping] = {}
+        self.ignored: list[str] = []
+        self.dropped: list[tuple] = []     # fields left out of the model because they are wrong
+
+    def run(self) -> None:
+        data = self.doc.data
+        objects = data.get("objects") if isinstance(data, dict) else None
+        if not isinstance(objects, dict):
+            return
+        for name, section in objects.items():
+            if isinstance(section, dict):
+                self._section(name, section, ("objects", name))
+
+    def _section(self, name: str, section: dict, path: tuple) -> None:
+        target = section.get("target")
+        if name not in ACTIVE_OBJECTS:
+            near = did_you_mean(name, ACTIVE_OBJECTS)
+            if near:
+                self.doc.add(path, f"unknown section `{name}`", f"did you mean `{near}`?", key=True)
+            elif target in ("prospect", "account"):
+                owner = next(k for k, v in ACTIVE_OBJECTS.items() if v == target)
+                self.doc.add(path, f"section `{name}` sends to {target}s, which only `{owner}` does",
+                             f"rename the section to `{owner}`, or merge its fields into it", key=True)
+            else:
+                self.doc.add(path, f"section `{name}` is not synced yet: the plugin ignores it",
+                             "nothing to do; it will be used when the plugin syncs "
+                             f"{target or name} records", key=True, severity=WARNING)
+                self.ignored.append(name)
+            return
+        if target != ACTIVE_OBJECTS[name]:
+            return                                  # the schema reported it
+        match_key = section.get("match_key", MATCH_KEYS[target][0])
+        fields_raw = section.get("fields")
+        if not isinstance(fields_raw, list) or not fields_raw:
+            return                                  # the schema reported it
+        specs: list[FieldSpec] = []
+        for index, raw in enumerate(fields_raw):
+            if isinstance(raw, dict):
+                spec = _FieldCompiler(self, name, target, raw, path + ("fields", index)).compile()
+                if spec is not None:
+                    specs.append(spec)
+                else:
+                    self.dropped.append(path + ("fields", index))
+        self._check_targets(fields_raw, path)
+        if isinstance(match_key, str) and match_key in MATCH_KEYS[target]:
+            self._check_match_key(section, fields_raw, path, target, match_key)
+        self.objects[name] = ObjectMapping(name, target, match_key, tuple(specs), self.doc.file)
+
+    def _check_targets(self, fields_raw: list, path: tuple) -> None:
+        """No two send fields write the same attribute: the second would silently win."""
+        first: dict[str, int] = {}
+        for index, raw in enumerate(fields_raw):
+            if not isinstance(raw, dict) or raw.get("direction", "send") not in SEND_DIRECTIONS:
+                continue
+            name = raw.get("target")
+            if not isinstance(name, str):
+                continue
+            if name in first:
+                line = self.doc.mark(path + ("fields", first[name], "target")).line + 1
+                self.doc.add(path + ("fields", index, "target"),
+                             f"`{name}` is already written by the field at line {line}",
+                             "remove one of them, or combine both sources with a `template`")
+            else:
+                first[name] = index
+
+    def _check_match_key(self, section: dict, fields_raw: list, path: tuple, target: str,
+                         match_key: str) -> None:
+        sent = {raw.get("target") for raw in fields_raw
+                if isinstance(raw, dict) and raw.get("direction", "send") in SEND_DIRECTIONS}
+        where = path + ("match_key",) if "match_key" in section else path
+        if match_key != "customId" and match_key not in sent:
+            why = ("the plugin finds an existing prospect by email, and creates none without one"
+                   if target == "prospect" else
+                   "the plugin looks an account up by it before creating one")
+            self.doc.add(where, f"no field sends `{match_key}`, the match key ({why})",
+                         f"add a field with `target: {match_key}`", key="match_key" not in section)
+        if target == "account" and "name" not in sent:
+            self.doc.add(path, "no field sends the account `name`",
+                         "add a field with `target: name` (accounts without a name are hidden in Outreach)",
+                         key=True, severity=WARNING)
+
+
+class _FieldCompiler:
+    def __init__(self, parent: _Compiler, object_name: str, target_object: str, raw: dict,
+                 path: tuple) -> None:
+        self.parent, self.doc = parent, parent.doc
+        self.object_name, self.target_object = object_name, target_object
+        self.raw, self.path = raw, path
+        self.ok = True
+        self.ref_marks: list[tuple[tf.Ref, int, int]] = []
+
+    def error(self, sub: tuple, message: str, hint: str = "", *, key: bool = False) -> None:
+        self.ok = False
+        self.doc.add(self.path + sub, message, hint, key=key)
+
+    def warn(self, sub: tuple, message: str, hint: str = "", *, key: bool = False) -> None:
+        self.doc.add(self.path + sub, message, hint, key=key, severity=WARNING)
+
+    def compile(self) -> FieldSpec | None:
+        raw = self.raw
+        origins = [k for k in ("source", "value", "template") if k in raw]
+        direction = raw.get("direction", "send")
+        skip_empty = raw.get("skip_empty", False)
+        attr = self._attribute(raw.get("target"))
+        source = self._source(raw["source"]) if "source" in raw else None
+        template = self._template(raw["template"], ("template",), allow_value=False) \
+            if isinstance(raw.get("template"), str) else None
+        steps = self._steps(raw.get("transforms", []), attr)
+        self._direction(direction, origins)
+        if len(origins) != 1 or attr is None or steps is None:
+            return None
+        if direction not in ("send", "receive", "both") or not isinstance(skip_empty, bool):
+            return None
+        start = (tf.ANY if "source" in raw else tf.TEXT if "template" in raw
+                 else tf.value_kind(raw.get("value")))
+        if start is None:
+            return None
+        self._check_flow(start, steps, attr)
+        value = raw.get("value")
+        mark = self.doc.mark(self.path)
+        spec = FieldSpec(target=attr.name, attribute=attr, direction=direction, skip_empty=skip_empty,
+                         steps=tuple(steps), source=source, value=value, template=template,
+                         line=mark.line + 1 if mark else 0, col=mark.column + 1 if mark else 0,
+                         ref_marks=tuple(self.ref_marks))
+        if "value" in raw and self.ok:
+            self._try_constant(spec)
+        return spec if self.ok else None
+
+    # target ---------------------------------------------------------------------------------
+    def _attribute(self, name: Any) -> catalogue.Attribute | None:
+        if not isinstance(name, str) or not name:
+            return None
+        obj = self.target_object
+        reserved = catalogue.RESERVED.get(obj, {})
+        if name in reserved:
+            self.error(("target",), f"`{name}` is reserved: {reserved[name]} (crash recovery "
+                       "depends on it)", "choose another attribute, e.g. a `customN` field")
+            return None
+        attr = catalogue.attribute(obj, name)
+        if attr is None:
+            m = re.fullmatch(r"custom(\d+)", name, re.IGNORECASE)
+            if m and name.startswith("custom"):
+                self.error(("target",), f"`{name}` does not exist: Outreach has custom1 to "
+                           f"custom{catalogue.CUSTOM_FIELD_COUNT}",
+                           f"use a number from 1 to {catalogue.CUSTOM_FIELD_COUNT}")
+            else:
+                self.error(("target",), f"`{name}` is not a {obj} attribute in Outreach",
+                           _suggest(name, catalogue.writable_names(obj),
+                                    f"see the list of {obj} attributes in docs/mappings.md"))
+            return None
+        if not attr.writable:
+            note = f" ({attr.note})" if attr.note else ""
+            self.error(("target",), f"`{name}` is read-only in Outreach{note}",
+                       "remove this field, or choose a writable attribute")
+            return None
+        return attr
+
+    # where the value comes from ---------------------------------------------------------------
+    def _source(self, source: Any) -> tf.Ref | None:
+        if isinstance(source, str):
+            if not tf.COLUMN_RE.match(source):
+                return None                          # the schema's pattern reported it
+            if source.count("[") != source.count("]"):
+                self.error(("source",), f"the brackets in `{source}` do not pair up",
+                           "write nested fields like `main_location[email]`")
+                return None
+            self._check_column(source, ("source",))
+            return tf.Ref(column=source)
+        if isinstance(source, dict) and isinstance(source.get("custom_field"), str) \
+                and source["custom_field"].strip():
+            ref = tf.Ref(title=source["custom_field"].strip())
+            self._remember_title(ref, ("source", "custom_field"))
+            return ref
+        return None
+
+    def _remember_title(self, ref: tf.Ref, sub: tuple) -> None:
+        mark = self.doc.mark(self.path + sub)
+        self.ref_marks.append((ref, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1))
+
+    def _check_column(self, column: str, sub: tuple) -> None:
+        known = (self.parent.workbooks_fields or {}).get(self.object_name)
+        if known is None or _column_known(column, known):
+            return
+        self.error(sub, f"Workbooks has no {self.object_name} field `{column}`",
+                   _suggest(column, known, "check the API column name in Workbooks "
+                                           "(for a custom field, use `{custom_field: \"Title\"}`)"))
+
+    def _template(self, text: str, sub: tuple, *, allow_value: bool) -> tf.Template | None:
+        try:
+            template = tf.parse_template(text, allow_value=allow_value)
+        except tf.TemplateSyntaxError as exc:
+            self.error(sub, f"template {text!r}: {exc.message}", exc.hint)
+            return None
+        for ref in template.refs:
+            if ref.column:
+                self._check_column(ref.column, sub)
+            else:
+                self._remember_title(ref, sub)
+        return template
+
+    def _direction(self, direction: Any, origins: list[str]) -> None:
+        if direction not in ("receive", "both"):
+            return
+        if direction == "receive":
+            self.warn(("direction",), "`direction: receive` is not active yet: this field is ignored",
+                      "use `direction: send` to send it now")
+        else:
+            self.warn(("direction",), "`direction: both` is only half active: this field is sent, "
+                      "not yet received", "nothing to do, or use `direction: send` to say so")
+        if origins and origins != ["source"]:
+            self.error(("direction",), f"a `{direction}` field needs a `source`: the receive side "
+                       f"writes into it, and cannot write into a `{origins[0]}`",
+                       "use `direction: send`, or take the value from a `source`")
+
+    # transforms -----------------------------------------------------------------------------
+    def _steps(self, items: Any, attr: catalogue.Attribute | None) -> list[tf.Step] | None:
+        if not isinstance(items, list):
+            return None
+        steps: list[tf.Step] = []
+        for index, item in enumerate(items):
+            step = self._step(item, ("transforms", index), attr)
+            if step is None:
+                self.ok = False
+            else:
+                steps.append(step)
+        return steps if self.ok else None
+
+    def _step(self, item: Any, sub: tuple, attr: catalogue.Attribute | None) -> tf.Step | None:
+        if isinstance(item, str):
+            spec = tf.SPECS.get(item)
+            if spec is None or spec.arg == "required":
+                return None                          # the schema reported it
+            return self._checked(tf.Step(item), sub, attr)
+        if not isinstance(item, dict):
+            return None
+        names = [k for k in item if k in tf.SPECS]
+        if len(names) > 1:
+            self.error(sub + (names[1],), f"one list item holds two transforms (`{names[0]}` and "
+                       f"`{names[1]}`)", f"start `{names[1]}` on its own line with `- `", key=True)
+            return None
+        if not names or any(k not in tf.SPECS and k not in tf.OPTION_KEYS for k in item):
+            return None                              # the schema reported it
+        name = names[0]
+        spec = tf.SPECS[name]
+        options = tuple((k, item[k]) for k in item if k in spec.options)
+        if any(k in tf.OPTION_KEYS and k not in spec.options for k in item):
+            return None                              # the schema reported it (dependentRequired)
+        step = tf.Step(name, item[name], options)
+        if name == "template" and isinstance(item[name], str):
+            template = self._template(item[name], sub + (name,), allow_value=True)
+            if template is None:
+                return None
+            step = tf.Step(name, item[name], options, template)
+        return self._checked(step, sub, attr)
+
+    def _checked(self, step: tf.Step, sub: tuple, attr: catalogue.Attribute | None) -> tf.Step | None:
+        """Settings that need more than the schema: value_map keys, truncate limits, formats."""
+        name, arg = step.name, step.arg
+        if name == "value_map" and isinstance(arg, dict):
+            for key in arg:
+                tag = self.doc.key_tags.get(self.path + sub + (name, key))
+                if tag and tag != _STR_TAG:
+                    self.error(sub + (name, key), f"the key `{key}` is not text to YAML (it reads "
+                               f"it as {_tag_word(tag)}), so it would never match a Workbooks value",
+                               f'put it in quotes: `"{key}": …`', key=True)
+            if not self.ok:
+                return None
+        if name == "truncate" and attr is not None:
+            limit = attr.max_length
+            if arg is None and not limit and attr.type == catalogue.STRING:
+                self.error(sub, f"`truncate` has no Outreach limit to use: `{attr.name}` has none",
+                           "give the length: `truncate: 255`")
+                return None
+            if isinstance(arg, int) and limit and arg > limit:
+                self.warn(sub + (name,), f"`truncate: {arg}` is longer than Outreach's limit of "
+                          f"{limit} for `{attr.name}`: longer values will be rejected",
+                          "write `truncate` without a number to cut at the limit")
+        if name in ("date", "datetime") and isinstance(arg, str) and "%" not in arg:
+            self.error(sub + (name,), f"`{arg}` is not a date format",
+                       'use strftime codes, e.g. `"%d/%m/%Y"`, or no setting for Workbooks dates')
+            return None
+        return step
+
+    def _check_flow(self, kind: str, steps: list[tf.Step], attr: catalogue.Attribute) -> None:
+        """Follow the value's kind through the steps: each must accept what the previous made,
+        and the last must fit the target."""
+        previous = None
+        for index, step in enumerate(steps):
+            problem = tf.step_problem(step, kind, previous)
+            if problem:
+                self.error(("transforms", index), *problem)
+                return
+            kind = tf.SPECS[step.name].output(kind, step)
+            if step.name == "value_map":
+                self._check_value_map(step, ("transforms", index), kind, attr)
+            previous = step
+        problem = tf.target_problem(kind, attr)
+        if problem:
+            self.error(("target",), *problem)
+
+    def _check_value_map(self, step: tf.Step, sub: tuple, kind: str, attr: catalogue.Attribute) -> None:
+        outputs = {tf.value_kind(v) for v in tf._value_map_outputs(step)} - {None}
+        if kind == tf.LIST and outputs - {tf.TEXT}:
+            self.error(sub, "a `value_map` on a list can only map to text",
+                       "quote the values in the map")
+        elif kind in (tf.BOOLEAN, tf.NUMBER) and not step.has_option("default"):
+            self.warn(sub, f"values missing from this `value_map` pass through unchanged and will "
+                      f"not fit `{attr.name}`", "add `default:` for everything else")
+        elif kind == tf.ANY and attr.type == catalogue.STRING and outputs - {tf.TEXT}:
+            self.warn(sub, "this `value_map` mixes text with numbers or true/false",
+                      "quote every value, so Outreach gets text")
+
+    def _try_constant(self, spec: FieldSpec) -> None:
+        """A constant never changes: run it through its transforms now, not once per record."""
+        try:
+            BoundMapping(ObjectMapping("", self.target_object, "", (spec,)), {}).map({})
+        except RecordMappingError as exc:
+            self.error(("value",), f"the constant cannot be sent: {exc.reason}", "correct the value")
+        except KeyError:
+            pass                                     # uses a custom field title: checked at bind
+
+
+def _tag_word(tag: str) -> str:
+    return {"tag:yaml.org,2002:bool": "true/false", "tag:yaml.org,2002:int": "a number",
+            "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:null": "empty",
+            "tag:yaml.org,2002:timestamp": "a date"}.get(tag, tag.rsplit(":", 1)[-1])
+
+
+def _column_known(column: str, known: set[str]) -> bool:
+    """`main_location[email]` is known if Workbooks lists it; when Workbooks lists only the
+    association (`main_location`) and none of its sub-fields, the sub-field is given the benefit
+    of the doubt."""
+    if column in known:
+        return True
+    base = column.split("[", 1)[0]
+    return "[" in column and base in known and not any(k.startswith(base + "[") for k in known)
+
+
+# --- the interface ------------------------------------------------------------------------------
+
+def _read(path: str | Path) -> tuple[str | None, Problem | None]:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig"), None
+    except FileNotFoundError:
+        return None, Problem(str(path), 1, 1, "the mapping file does not exist", "check the path")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, Problem(str(path), 1, 1, f"the mapping file cannot be read ({exc})",
+                             "save it as UTF-8 text")
+
+
+def _analyse(path: str | Path, workbooks_fields: dict[str, set[str]] | None
+             ) -> tuple[list[Problem], _Compiler | None]:
+    text, problem = _read(path)
+    if problem:
+        return [problem], None
+    return analyse_text(text or "", str(path), workbooks_fields=workbooks_fields)
+
+
+def analyse_text(text: str, file: str = "<mapping>", *, workbooks_fields: dict[str, set[str]] | None = None
+                 ) -> tuple[list[Problem], _Compiler | None]:
+    doc = _Document.parse(text, file)
+    compiler = None
+    if doc.data is not None:
+        doc.problems.extend(_schema_problems(doc))
+        compiler = _Compiler(doc, workbooks_fields)
+        compiler.run()
+        if compiler.dropped and not any(p.is_error for p in doc.problems):
+            # Never load a mapping that silently lacks a field: a check that skipped a field
+            # without saying why is a bug here, but must still stop the sync.
+            for path in compiler.dropped:
+                doc.add(path, "this field could not be understood", "compare it with docs/mappings.md")
+    problems = sorted(_unique_problems(doc.problems), key=lambda p: (p.line, p.col, p.severity != ERROR))
+    return problems, compiler
+
+
+def validate_mapping_file(path: str | Path, *, workbooks_fields: dict[str, set[str]] | None = None
+                          ) -> list[Problem]:
+    """Every problem of the file (errors and warnings), in file order. `workbooks_fields` maps a
+    section name ("person", "organisation") to the Workbooks column names of that record type."""
+    return _analyse(path, workbooks_fields)[0]
+
+
+def load_mapping(path: str | Path, *, workbooks_fields: dict[str, set[str]] | None = None) -> Mapping:
+    """The mapping, ready to bind; raises InvalidMapping listing every error. Warnings are on
+    `Mapping.warnings` for the caller to log."""
+    problems, compiler = _analyse(path, workbooks_fields)
+    errors = [p for p in problems if p.is_error]
+    if errors or compiler is None:
+        raise InvalidMapping([str(p) for p in errors] or [f"{path}:1:1: the mapping is empty"])
+    return Mapping(path=str(path), version=compiler.doc.data["version"], objects=compiler.objects,
+                   warnings=[p for p in problems if not p.is_error], ignored=compiler.ignored)
+
+
+def guess_custom_field_column(object_name: str, title: str) -> str:
+    """Workbooks' naming rule for a custom field column (workbooks-api §6.1): `cf_<type>_` plus the
+    title lower-cased, spaces → `_`, punctuation dropped. Only a guess (Workbooks adds a numeric
+    suffix on collisions): for previews without a Workbooks connection, never for syncing."""
+    snake = re.sub(r"[^a-z0-9_]", "", "_".join(title.lower().split()))
+    return f"cf_{object_name}_{snake}"

@@ -1,0 +1,74 @@
+"""Helpers shared by the tests/test_mapping_*.py suites: small mapping files built from a valid
+base, and positions found by text so the tests do not hard-code line numbers."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from plugin.mapping import Problem, validate_mapping_file
+
+BASE = """\
+version: 1
+objects:
+  person:
+    target: prospect
+    fields:
+      - source: main_location[email]
+        target: emails
+        transforms: [trim, lower, to_list]
+{person}
+  organisation:
+    target: account
+    fields:
+      - source: name
+        target: name
+{organisation}
+"""
+
+
+def indent(block: str, spaces: int) -> str:
+    block = textwrap.dedent(block).strip("\n")
+    return textwrap.indent(block, " " * spaces) if block else ""
+
+
+def mapping_text(person: str = "", organisation: str = "") -> str:
+    """A valid mapping plus extra field items (written as at column 0) in each section."""
+    return BASE.format(person=indent(person, 6), organisation=indent(organisation, 6))
+
+
+def write(tmp_path: Path, text: str, name: str = "mapping.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def check(tmp_path: Path, text: str, **kwargs) -> list[Problem]:
+    return validate_mapping_file(write(tmp_path, text), **kwargs)
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.is_error]
+
+
+def warnings(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if not p.is_error]
+
+
+def position(text: str, needle: str, occurrence: int = 1, offset: int = 0) -> tuple[int, int]:
+    """(line, column), 1-based, of the `occurrence`-th `needle` in `text`, plus `offset` chars."""
+    start = -1
+    for _ in range(occurrence):
+        start = text.index(needle, start + 1)
+    start += offset
+    line = text.count("\n", 0, start) + 1
+    col = start - (text.rfind("\n", 0, start) + 1) + 1
+    return line, col
+
+
+def at(problems: list[Problem], line: int, col: int) -> list[Problem]:
+    return [p for p in problems if (p.line, p.col) == (line, col)]
+
+
+def only(problems: list[Problem]) -> Problem:
+    assert len(problems) == 1, "\n".join(map(str, problems)) or "no problems"
+    return problems[0]
