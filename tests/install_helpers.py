@@ -1,0 +1,154 @@
+"""Helpers for the installer / authorisation / packaging suites: run the real scripts as
+subprocesses (as Workbooks would) with a params file, and read what they left in the emulators."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "scripts" / "outreach_install.py"
+AUTHORISE = ROOT / "scripts" / "outreach_authorise.py"
+
+CLIENT_ID = "outreach-sync-test-client"
+CLIENT_SECRET = "cs-7c1f9e0b2d4a4e6f8a1b3c5d7e9f0a2b"
+WEB_HOST = "acme.workbooks.example"
+WEB_PATH = "/wp/outreach_authorisation"
+REDIRECT_URI = f"https://{WEB_HOST}{WEB_PATH}"
+PREFIX = "outreach_sync."
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def summary(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def header(self, name: str) -> str | None:
+        for line in self.lines:
+            if line.lower().startswith(f"[header] {name.lower()}:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    @property
+    def status(self) -> int | None:
+        value = self.header("Status")
+        return int(value.split()[0]) if value else None
+
+    @property
+    def body(self) -> str:
+        return "\n".join(line for line in self.stdout.splitlines() if not line.startswith("[header] "))
+
+
+class Plugin:
+    """One Workbooks database (+ optionally Outreach) and the scripts run against it."""
+
+    def __init__(self, workbooks_server, tmp_path: Path, outreach_server=None, *, api_key: str | None = None):
+        self.wb = workbooks_server
+        self.outreach = outreach_server
+        self.tmp = tmp_path
+        self.api_key = api_key or workbooks_server.app.create_api_key()
+        self.outputs: list[Run] = []
+        self._n = 0
+
+    def params(self, **extra) -> dict:
+        params = {"_workbooks_service": self.wb.url, "workbooks_api_key": self.api_key}
+        if self.outreach is not None:
+            params.update(outreach_oauth_url=f"{self.outreach.url}/oauth",
+                          outreach_api_url=f"{self.outreach.url}/api/v2")
+        params.update(extra)
+        return {k: v for k, v in params.items() if v is not None}
+
+    def run(self, script: Path, *args: str, params: dict | None = None, env: dict | None = None,
+            timeout: float = 120) -> Run:
+        self._n += 1
+        path = self.tmp / f"params-{self._n}.json"
+        path.write_text(json.dumps(self.params() if params is None else params), encoding="utf-8")
+        command = [sys.executable, str(script), *args, "--params", str(path)]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WORKBOOKS_PARAMS")}
+        environment.update(env or {})
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.tmp,
+                              env=environment)
+        run = Run(command, done.returncode, done.stdout, done.stderr)
+        self.outputs.append(run)
+        return run
+
+    def install(self, *args: str, **kw) -> Run:
+        return self.run(INSTALL, *args, **kw)
+
+    def web(self, request: dict, *, method: str = "GET", params: dict | None = None) -> Run:
+        """The authorisation web process answering one request: `request` holds query values."""
+        base = self.params() if params is None else params
+        server = {"_server_REQUEST_METHOD": method, "_server_HTTP_HOST": WEB_HOST,
+                  "_server_REQUEST_URI": WEB_PATH + ("?" + "&".join(f"{k}=x" for k in request) if request else ""),
+                  "_server_HTTPS": "on"}
+        prefix = "_post_" if method == "POST" else "_query_"
+        return self.run(AUTHORISE, params={**base, **server, **{prefix + k: v for k, v in request.items()}})
+
+    # --- what is in Workbooks ------------------------------------------------------------------------
+    def fields(self, resource_type: str | None = None) -> list[dict]:
+        rows = self.wb.app.records("custom_fields")
+        return [r for r in rows if resource_type is None or r["resource_type"] == resource_type]
+
+    def processes(self, kind: str) -> list[dict]:
+        return self.wb.app.records(kind)
+
+    def state(self, key: str):
+        rows = [r for r in self.wb.app.records("api_data") if r["key"] == PREFIX + key]
+        if not rows:
+            return None
+        return json.loads(rows[0]["value"])
+
+    def state_keys(self) -> list[str]:
+        return sorted(r["key"] for r in self.wb.app.records("api_data") if str(r["key"]).startswith(PREFIX))
+
+    def writes(self) -> dict[str, int]:
+        """Requests that could change Workbooks since the counters were reset (logins excluded)."""
+        return {key: n for key, n in self.wb.app.counts.items()
+                if not key.startswith("GET ") and "/login" not in key and "/logout" not in key}
+
+    # --- the OAuth round trip --------------------------------------------------------------------------
+    def authorise(self) -> tuple[Run, Run]:
+        """start → the emulator's /oauth/authorize → its 302 back → callback. Returns both runs."""
+        start = self.web({"action": "start"})
+        assert start.status == 302, start.output
+        code, state = follow_to_callback(start.header("Location"))
+        callback = self.web({"code": code, "state": state})
+        return start, callback
+
+
+def follow_to_callback(location: str) -> tuple[str, str]:
+    """Open the authorize URL as the browser would; the emulator answers 302 to our redirect URI
+    with `code` and `state`, which the browser would bring to the web process."""
+    answer = requests.get(location, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    back = urlsplit(answer.headers["Location"])
+    assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI, answer.headers["Location"]
+    query = dict(parse_qsl(back.query))
+    assert "code" in query, answer.headers["Location"]
+    return query["code"], query["state"]
+
+
+def assert_no_secrets(text: str, secrets: list[str]) -> None:
+    for secret in secrets:
+        if secret:
+            assert secret not in text, f"a secret ({secret[:4]}…) appears in the output"
