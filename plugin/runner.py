@@ -1,0 +1,158 @@
+"""The "Outreach Send/Receive" scheduled process: build the parts from the parameters, run the
+engine once, print the summary last and return the exit code (DESIGN.md §3).
+
+Order matters on a bad day: the mapping is loaded and checked before anything connects, so a bad
+mapping stops the run before it writes anything (exit 2); the plugin's own installation and the
+Outreach authorisation are checked before the run lock is taken.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from . import fields
+from .connection import open_workbooks
+from .errors import NotInstalled, PluginError
+from .http import HttpClient
+from .mapping import DEFAULT_MAPPING_PATH, load_mapping
+from .oauth import OutreachAuth, client_credentials
+from .outreach import OutreachClient
+from .redact import Redactor
+from .runtime import Log, exit_code_for, flag, load_params, number
+from .state import StateStore
+from .sync import SyncRun, SyncSettings
+from .workbooks import RESOURCE_TYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS = {
+    "outreach_api_url": "https://api.outreach.io/api/v2",
+    "outreach_oauth_url": "https://api.outreach.io/oauth",
+    "outreach_web_url": "https://web.outreach.io",
+    "mapping": "mappings/default.yaml",
+    "outreach_hourly_budget": 8000,
+}
+STATE_KEYS = ("install", "tokens", "watermark.person", "watermark.organisation", "lock", "outreach_budget")
+# Seconds added to the clock the hourly Outreach budget is counted by. Never set in production:
+# the benchmark (tools/bench.py) and tests simulate an hour of one-minute runs in minutes by
+# moving the emulators' clocks, and the budget window has to move with them.
+CLOCK_OFFSET_ENV = "OUTREACH_SYNC_CLOCK_OFFSET"
+
+
+def main(argv: list[str] | None = None, stream: TextIO | None = None) -> int:
+    redactor = Redactor()
+    log = Log(stream or sys.stdout, redactor=redactor)
+    try:
+        params = load_params(argv)
+        log = Log(stream or sys.stdout, level=str(params.get("log_level") or "info"), redactor=redactor)
+        return send_receive(params, log, redactor)
+    except PluginError as exc:
+        log.error(str(exc))
+        return exit_code_for(exc)
+
+
+def send_receive(params: dict, log: Log, redactor: Redactor) -> int:
+    settings = {**DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}}
+    dry_run = flag(settings, "dry_run", False)
+    mapping = load_mapping(_mapping_path(settings["mapping"]))       # InvalidMapping → exit 2, nothing written
+    for warning in getattr(mapping, "warnings", []):
+        log.warning(str(warning))
+    connection = open_workbooks(params, redactor)
+    report = None
+    try:
+        wb = connection.workbooks
+        state = StateStore(wb, dry_run=dry_run)
+        state.prefetch(STATE_KEYS)
+        install = state.get("install")
+        if not isinstance(install, dict):
+            raise NotInstalled("the plugin is not installed in this database: run the installer "
+                               "(scripts/outreach_install.py)")
+        columns = {kind: _columns(wb, kind, install) for kind in ("organisation", "person")}
+        bound = {kind: _bind(wb, mapping.objects[kind], kind, install) for kind in ("organisation", "person")}
+
+        client_id, client_secret, redirect = client_credentials(params, install)
+        outreach_http = HttpClient("outreach", verify=flag(params, "verify_tls", True),
+                                   deadline=connection.deadline)
+        redactor.add_source(outreach_http.secrets)
+        auth = OutreachAuth(state, outreach_http, oauth_url=settings["outreach_oauth_url"],
+                            client_id=client_id, client_secret=client_secret, database=wb.database,
+                            redirect_uri=redirect, log=log.write)
+        auth.access_token()   # NotAuthorised (exit 2) before any work; refreshes if due
+        budget_state = dict(state.get("outreach_budget") or {})
+        outreach = OutreachClient(settings["outreach_api_url"], auth, outreach_http,
+                                  hourly_budget=number(settings, "outreach_hourly_budget", 8000),
+                                  budget_state=budget_state, clock=_budget_clock())
+        if dry_run:
+            log.notice("dry run: reading everything, writing nothing (Workbooks, Outreach and state)")
+        run = SyncRun(workbooks=wb, outreach=outreach, state=state, mappings=bound, columns=columns,
+                      log=log, deadline=connection.deadline, database_id=wb.database.get("id"),
+                      settings=SyncSettings(web_url=settings["outreach_web_url"], dry_run=dry_run,
+                                            lock_ttl_seconds=_lock_ttl(connection.deadline),
+                                            deadline_margin=_margin(connection.deadline)))
+        report = run.execute()
+        if outreach.requests_made and not dry_run:
+            _save_quietly(state, "outreach_budget", budget_state, log)
+        log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}")
+    finally:
+        connection.close()
+    if report.failure is not None:
+        log.error(str(report.failure))
+    log.notice(report.summary())
+    return exit_code_for(report.failure)
+
+
+def _budget_clock():
+    try:
+        offset = float(os.environ.get(CLOCK_OFFSET_ENV) or 0)
+    except ValueError:
+        offset = 0.0
+    return (lambda: time.time() + offset) if offset else time.time
+
+
+def _mapping_path(value: str) -> Path:
+    path = Path(value)
+    if path.is_absolute() or path.exists():
+        return path
+    bundled = ROOT / value
+    return bundled if bundled.exists() or value != DEFAULTS["mapping"] else DEFAULT_MAPPING_PATH
+
+
+def _columns(wb, kind: str, install: dict) -> dict[str, str]:
+    """{logical field → cf_ column} from what the installer recorded; asking Workbooks (one
+    request) only when the record is incomplete, e.g. after a manual field rename."""
+    recorded = (install.get("fields") or {}).get(kind) or {}
+    columns = {d.key: recorded.get(d.title) for d in fields.definitions(kind)}
+    if all(columns.values()):
+        return columns
+    return fields.resolve_columns(wb, kind, recorded=recorded)
+
+
+def _bind(wb, object_mapping, kind: str, install: dict):
+    titles = {title: column for title, column in ((install.get("fields") or {}).get(kind) or {}).items()}
+    wanted = object_mapping.custom_field_titles - set(titles)
+    if wanted:
+        for row in wb.custom_fields(RESOURCE_TYPES[kind]):
+            if row.get("title") and (row.get("value_column_name") or row.get("name")):
+                titles.setdefault(row["title"], row.get("value_column_name") or row.get("name"))
+    return object_mapping.bind(titles)
+
+
+def _lock_ttl(deadline) -> int:
+    # Long enough that a live run is never overtaken, short enough that a killed one frees the
+    # schedule soon: its own time limit plus a margin, or 15 minutes without one.
+    return int(deadline.total + 120) if deadline.limited else 900
+
+
+def _margin(deadline) -> float:
+    if not deadline.limited:
+        return 0.0
+    return max(3.0, min(30.0, deadline.total * 0.1))
+
+
+def _save_quietly(state: StateStore, key: str, value, log: Log) -> None:
+    try:
+        state.put(key, value)
+    except PluginError as exc:
+        log.warning(f"could not save the Outreach budget tally ({exc}); the next run re-learns it")

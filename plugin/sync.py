@@ -1,0 +1,732 @@
+"""One run of "Outreach Send/Receive": Organisations, then People (DESIGN.md §6, the seed).
+
+Reading: each kind is read with the seed's rule `1 AND 2 AND 3 AND (4 OR 5)` in (updated_at, id)
+order, page by page with a keyset cursor (offsets would skip rows, because our own write-backs
+move records to the end of that order while we read). The scan runs until a query comes back
+empty, so it also reads the echoes of its own write-backs once; that lets the watermark move past
+them, and the next idle run costs one query per kind.
+
+Per page: map (pure), look up new records in Outreach in batches, create / adopt / flag duplicates,
+PATCH only what changed since the snapshot, then write everything back to Workbooks in one
+batch request.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import plan
+from .errors import (ActionRequired, BudgetSpent, OutreachError, OutreachNotFound,
+                     OutreachValidation, PluginError, TransientError)
+from .mapping import RecordMappingError
+from .owners import OwnerDirectory
+from .plan import ORGANISATION, PERSON, ObjectKind
+from .snapshot import Snapshot
+from .watermark import Watermark, WatermarkTracker
+from .workbooks import format_datetime as format_wb_datetime, parse_datetime as parse_wb_datetime
+
+KINDS = (ORGANISATION, PERSON)
+ERROR_MESSAGE_LIMIT = 1000
+_EMPLOYER_CACHE_LIMIT = 50_000
+
+
+@dataclass
+class SyncSettings:
+    web_url: str = "https://web.outreach.io"
+    dry_run: bool = False
+    page_size: int = 100
+    lock_ttl_seconds: int = 900
+    deadline_margin: float = 10.0
+    stale_retries: int = 3
+
+
+@dataclass
+class KindCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    pending: int = 0
+    adopted: int = 0
+
+    def describe(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, "
+                f"{_plural(self.duplicates, 'duplicate')}, {_plural(self.errors, 'error')}, "
+                f"{self.pending} pending")
+
+
+@dataclass
+class RunReport:
+    counts: dict[str, KindCounts] = field(default_factory=lambda: {k.name: KindCounts() for k in KINDS})
+    stopped: str | None = None          # why the run stopped early (time, budget, fault)
+    failure: PluginError | None = None  # a transient fault that ended the run (exit 1)
+    skipped: str | None = None          # the run did nothing at all, and why
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        if self.skipped:
+            return self.skipped
+        parts = [f"{k.label}: {self.counts[k.name].describe()}" for k in (PERSON, ORGANISATION)]
+        line = "; ".join(parts)
+        if self.dry_run:
+            line = "dry run (nothing written): " + line
+        if self.stopped:
+            line += f" — stopped early: {self.stopped}"
+        return line
+
+
+@dataclass
+class Item:
+    """One Workbooks record on its way through a page."""
+    row: dict
+    kind: ObjectKind
+    mapped: dict[str, Any] | None = None
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    outreach_id: int | None = None
+    linked: bool = False            # had an Outreach Id when read
+    account: Any = None
+    owner: int | None = None
+    employer_id: int | None = None
+    assignee: int | None = None     # Assigned To queue id
+    outcome: str | None = None      # created adopted updated unchanged duplicate error pending
+    message: str | None = None
+    adopted: bool = False           # linked to a record an interrupted earlier run created
+    new_snapshot: Snapshot | None = None
+    attributes_sent: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+
+class SyncRun:
+    def __init__(self, *, workbooks, outreach, state, mappings: dict, columns: dict[str, dict[str, str]],
+                 log, deadline, settings: SyncSettings | None = None, database_id: Any = 0,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.wb = workbooks
+        self.outreach = outreach
+        self.state = state
+        self.mappings = mappings           # kind name -> BoundMapping
+        self.columns = columns             # kind name -> logical field -> cf_ column
+        self.log = log
+        self.deadline = deadline
+        self.settings = settings or SyncSettings()
+        self.database_id = database_id
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.report = RunReport(dry_run=self.settings.dry_run)
+        self._owners: dict[str, OwnerDirectory] = {}
+        self._users: list[dict] | None = None
+        self._employers: dict[int, dict | None] = {}
+        self._created_keys: dict[tuple[str, str], int] = {}
+        self._outreach_stopped = False
+        self._run_id = uuid.uuid4().hex[:12]
+
+    # --- the run -------------------------------------------------------------------------------
+    def execute(self) -> RunReport:
+        try:
+            if not self._any_work():
+                self.report.skipped = "nothing to sync: " + self.report.summary()
+                return self.report
+            if not self.settings.dry_run:
+                if not self.state.acquire_lock(self._run_id, self.settings.lock_ttl_seconds):
+                    self.report.skipped = ("another Outreach Send/Receive run is in progress "
+                                           "(it holds the run lock); this run did nothing")
+                    return self.report
+                # A run that held the lock until a moment ago may have moved the watermarks.
+                self.state.prefetch([f"watermark.{kind.name}" for kind in KINDS])
+            try:
+                for kind in KINDS:
+                    self._sync_kind(kind)
+                    if self._time_is_up():
+                        break
+            finally:
+                if not self.settings.dry_run:
+                    self._release_lock()
+        except TransientError as exc:
+            self.report.failure = exc
+            self.report.stopped = self.report.stopped or str(exc)
+        return self.report
+
+    def _release_lock(self) -> None:
+        try:
+            self.state.release_lock(self._run_id)
+        except TransientError as exc:
+            # The lock expires by itself; the next run will wait at most its TTL.
+            self.log.warning(f"could not release the run lock ({exc}); it expires on its own")
+
+    def _any_work(self) -> bool:
+        """A lock-free first look, so an idle minute costs one query per kind and no write.
+        Rows the watermark covers (handled at its second) are paged past, not taken for work."""
+        for kind in KINDS:
+            watermark = Watermark.from_state(self.state.get(f"watermark.{kind.name}"))
+            cursor = None
+            while True:
+                rows = self._fetch(kind, watermark, cursor)
+                if any(not watermark.covers(r["id"], r.get("updated_at"), r.get("lock_version")) for r in rows):
+                    return True
+                if len(rows) < self.settings.page_size:
+                    break
+                cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
+        return False
+
+    def _time_is_up(self) -> bool:
+        if self.report.stopped:
+            return True
+        if self.deadline.expired(self.settings.deadline_margin):
+            self.report.stopped = "time limit reached; the next run carries on"
+            return True
+        return False
+
+    # --- one kind ------------------------------------------------------------------------------
+    def _sync_kind(self, kind: ObjectKind) -> None:
+        key = f"watermark.{kind.name}"
+        start = Watermark.from_state(self.state.get(key))
+        tracker = WatermarkTracker(start)
+        cursor = None
+        try:
+            while not self._time_is_up():
+                rows = self._fetch(kind, start, cursor)
+                if not rows:
+                    break
+                cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
+                self._process_page(kind, rows, start, tracker)
+        finally:
+            if self.report.stopped:
+                self._count_backlog(kind, start)
+            if not self.settings.dry_run:
+                new = tracker.result()
+                if not self.report.stopped:
+                    new = self._close_second(kind, new)
+                if new.to_state() != start.to_state():
+                    self.state.put(key, new.to_state())
+
+    def _close_second(self, kind: ObjectKind, watermark: Watermark) -> Watermark:
+        """Move the watermark to the next second once its own second is over and every record
+        stamped with it is in the done-set at the version we handled. Later edits can only carry
+        a later time, so nothing is lost, and the done-set does not have to be re-read (paged
+        past) by every idle run that follows."""
+        if not watermark.at or not watermark.done:
+            return watermark
+        second = parse_wb_datetime(watermark.at)
+        now = self.state.server_now()
+        if now is not None and now < second.timestamp() + 1 and len(watermark.done) >= self.settings.page_size \
+                and self.deadline.remaining() > self.settings.deadline_margin + 2:
+            # A done-set this large would cost every idle run extra pages: worth waiting for the
+            # second to end (at most a second, once per busy run).
+            time.sleep(min(1.05, second.timestamp() + 1.05 - now))
+            now = self.state.server_now()
+        if now is None or now < second.timestamp() + 1:
+            return watermark     # still inside that second (or a frozen clock): keep the done-set
+        cols = self.columns[kind.name]
+        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
+                   (cols["duplicate"], "false", ""), ("updated_at", "eq", watermark.at)]
+        for page in self.wb.iter_pages(kind.endpoint, filters=filters,
+                                       columns=["id", "lock_version", "updated_at"]):
+            for row in page:
+                if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
+                    return watermark
+        return Watermark(at=format_wb_datetime(second + dt.timedelta(seconds=1)), done={})
+
+    def _fetch(self, kind: ObjectKind, watermark: Watermark, cursor) -> list[dict]:
+        cols = self.columns[kind.name]
+        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
+                   (cols["duplicate"], "false", ""), (cols["outreach_id"], "blank", "")]
+        expression = "1 AND 2 AND 3"
+        if watermark.at:
+            filters.append(("updated_at", "ge", watermark.at))
+            expression += " AND (4 OR 5)"
+        if cursor is not None:
+            n = len(filters)
+            filters += [("updated_at", "gt", cursor[0]), ("updated_at", "eq", cursor[0]), ("id", "gt", cursor[1])]
+            expression += f" AND ({n + 1} OR ({n + 2} AND {n + 3}))"
+        return self.wb.get(kind.endpoint, filters=filters, fm=expression, columns=self._columns_for(kind),
+                           sort=["updated_at", "id"], direction=["ASC", "ASC"], start=0,
+                           limit=self.settings.page_size)
+
+    def _columns_for(self, kind: ObjectKind) -> list[str]:
+        wanted = ["id", "lock_version", "updated_at", "object_ref", "name", "assigned_to"]
+        if kind is PERSON:
+            wanted.append("employer_link")
+        wanted += list(self.columns[kind.name].values())
+        wanted += self.mappings[kind.name].source_columns
+        return list(dict.fromkeys(wanted))
+
+    def _count_backlog(self, kind: ObjectKind, start: Watermark) -> None:
+        """When stopping early, tell the administrator how much is left (one cheap query)."""
+        try:
+            total = self.wb.count(kind.endpoint, filters=self._fetch_filters_for_count(kind, start))
+        except (PluginError, AttributeError):
+            return
+        counts = self.report.counts[kind.name]
+        counts.pending = max(counts.pending, total)
+
+    def _fetch_filters_for_count(self, kind, start):
+        cols = self.columns[kind.name]
+        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
+                   (cols["duplicate"], "false", ""), (cols["outreach_id"], "blank", "")]
+        return filters
+
+    # --- one page ------------------------------------------------------------------------------
+    def _process_page(self, kind: ObjectKind, rows: list[dict], start: Watermark,
+                      tracker: WatermarkTracker) -> None:
+        items = []
+        for row in rows:
+            updated_at, version = row.get("updated_at"), row.get("lock_version")
+            tracker.read(updated_at)
+            if start.covers(row["id"], updated_at, version) or \
+                    tracker.handled_version(row["id"]) == (updated_at, version):
+                tracker.handled(row["id"], updated_at, version)   # done earlier, or our own echo
+                continue
+            items.append(Item(row=row, kind=kind))
+        if not items:
+            return
+        self._prepare(kind, items)
+        self._resolve_new(kind, [i for i in items if i.outcome is None and not i.linked])
+        for item in items:
+            if item.outcome is None:
+                self._send(kind, item)
+        self._write_back(kind, items, tracker)
+        for item in items:
+            self._account_for(kind, item, tracker)
+
+    def _prepare(self, kind: ObjectKind, items: list[Item]) -> None:
+        mapping = self.mappings[kind.name]
+        cols = self.columns[kind.name]
+        if kind is PERSON:
+            self._load_employers([i.row.get("employer_link") for i in items])
+        for item in items:
+            row = item.row
+            item.snapshot = Snapshot.parse(row.get(cols["snapshot"]))
+            item.outreach_id = plan.outreach_int(row.get(cols["outreach_id"]))
+            item.linked = item.outreach_id is not None
+            if not item.linked and str(row.get(cols["outreach_id"]) or "").strip():
+                self._fail(item, f"the Outreach Id {row.get(cols['outreach_id'])!r} is not a number: "
+                                 "clear it or correct it")
+                continue
+            try:
+                item.mapped = mapping.map(row)
+            except RecordMappingError as exc:
+                self._fail(item, str(exc))
+                continue
+            if kind is PERSON and (not item.linked or item.mapped.get("emails")):
+                # A new prospect needs an email (Outreach dedupes on it); a linked one only needs
+                # the emails we would send to be valid.
+                problem = plan.check_prospect_emails(item.mapped)
+                if problem:
+                    self._fail(item, problem)
+                    continue
+                item.employer_id = plan.outreach_int(row.get("employer_link"))
+                employer = self._employers.get(item.employer_id) if item.employer_id else None
+                item.account = plan.plan_account(item.employer_id, employer, item.snapshot)
+                if item.account is plan.PENDING:
+                    item.outcome = "pending"
+                    item.message = f"waiting for its Employer (organisation {item.employer_id}) to reach Outreach"
+                    continue
+            item.assignee = plan.outreach_int(row.get("assigned_to"))
+        self._resolve_owners(kind, [i for i in items if i.outcome is None])
+
+    # --- new records: look up, adopt, flag duplicates ------------------------------------------
+    def _resolve_new(self, kind: ObjectKind, items: list[Item]) -> None:
+        if not items or self._outreach_stopped:
+            for item in items:
+                self._defer(item, "Outreach work stopped for this run")
+            return
+        try:
+            if kind is PERSON:
+                self._resolve_prospects(items)
+            else:
+                self._resolve_accounts(items)
+        except BudgetSpent as exc:
+            self._stop_outreach(f"Outreach hourly budget spent ({exc}); the next run carries on", exc)
+        except TransientError as exc:
+            self._stop_outreach(f"Outreach is unavailable: {exc}", exc, transient=True)
+        for item in items:
+            if item.outcome is None and self._outreach_stopped:
+                self._defer(item, "Outreach work stopped for this run")
+
+    def _resolve_prospects(self, items: list[Item]) -> None:
+        emails = sorted({e.lower() for i in items for e in i.mapped.get("emails", [])})
+        found = self.outreach.find_prospects_by_emails(emails)
+        by_email: dict[str, list[dict]] = {}
+        for resource in found:
+            for email in (resource.get("attributes") or {}).get("emails") or []:
+                by_email.setdefault(str(email).lower(), []).append(resource)
+        for item in items:
+            matches = {r["id"]: r for e in item.mapped["emails"] for r in by_email.get(e.lower(), [])}
+            self._match(item, list(matches.values()), "email " + ", ".join(item.mapped["emails"]))
+
+    def _resolve_accounts(self, items: list[Item]) -> None:
+        mapping = self.mappings[ORGANISATION.name]
+        markers = {self._marker(i): i for i in items}
+        ours = {}
+        for resource in self.outreach.find_accounts("customId", sorted(markers)):
+            ours.setdefault((resource.get("attributes") or {}).get("customId"), resource)
+        rest = []
+        for marker, item in markers.items():
+            if marker in ours:
+                self._adopt(item, ours[marker])
+            else:
+                rest.append(item)
+        if mapping.match_key == "customId" or not rest:
+            return
+        values = sorted({str(mapping.match_value(i.mapped)) for i in rest if mapping.match_value(i.mapped)})
+        found = self.outreach.find_accounts(mapping.match_key, values) if values else []
+        by_key: dict[str, list[dict]] = {}
+        for resource in found:
+            value = (resource.get("attributes") or {}).get(mapping.match_key)
+            if value is not None:
+                by_key.setdefault(str(value).lower(), []).append(resource)
+        for item in rest:
+            value = mapping.match_value(item.mapped)
+            matches = by_key.get(str(value).lower(), []) if value else []
+            self._match(item, matches, f"{mapping.match_key} {value!r}")
+
+    def _match(self, item: Item, matches: list[dict], what: str) -> None:
+        marker = self._marker(item)
+        for resource in matches:
+            if (resource.get("attributes") or {}).get(item.kind.marker_attribute) == marker:
+                self._adopt(item, resource)
+                return
+        if matches:
+            others = ", ".join(str(r["id"]) for r in matches[:3])
+            self._duplicate(item, f"Outreach {item.kind.outreach_type} {others} already has {what}")
+
+    def _adopt(self, item: Item, resource: dict) -> None:
+        """A record an interrupted earlier run created for this very Workbooks record: link it,
+        and let the normal diff bring it up to date."""
+        item.outreach_id = int(resource["id"])
+        item.snapshot = Snapshot.of_remote(resource, item.mapped)
+        item.outcome = None
+        item.adopted = True
+
+    # --- send to Outreach ----------------------------------------------------------------------
+    def _send(self, kind: ObjectKind, item: Item) -> None:
+        if self._outreach_stopped:
+            self._defer(item, "Outreach work stopped for this run")
+            return
+        if self.deadline.expired(self.settings.deadline_margin):
+            self.report.stopped = self.report.stopped or "time limit reached; the next run carries on"
+            self._defer(item, "time limit reached")
+            return
+        try:
+            if item.outreach_id is None:
+                self._create(kind, item)
+            else:
+                self._update(kind, item)
+        except BudgetSpent as exc:
+            self._stop_outreach(f"Outreach hourly budget spent ({exc}); the next run carries on", exc)
+            self._defer(item, "Outreach hourly budget spent")
+        except TransientError as exc:
+            self._stop_outreach(f"Outreach is unavailable: {exc}", exc, transient=True)
+            self._defer(item, str(exc))
+        except OutreachNotFound:
+            self._fail(item, f"the linked Outreach {kind.outreach_type} {item.outreach_id} no longer exists "
+                             "(deleted in Outreach?): clear Outreach Id and Outreach Sync Error to create it again")
+        except OutreachValidation as exc:
+            self._rejected(kind, item, exc)
+        except ActionRequired:
+            raise
+        except OutreachError as exc:
+            if exc.status == 400 and "permittedParams" in str(exc.error_id or ""):
+                raise ActionRequired(f"Outreach rejected a mapped attribute ({exc.detail}): "
+                                     "check the mapping's targets") from exc
+            self._fail(item, f"Outreach rejected the {kind.outreach_type}: {exc.detail or exc}")
+
+    def _create(self, kind: ObjectKind, item: Item) -> None:
+        key_value = self._match_value(kind, item)
+        earlier = self._created_keys.get((kind.name, key_value)) if key_value else None
+        if earlier is not None:
+            self._duplicate(item, f"another Workbooks record synced in this run already created Outreach "
+                                  f"{kind.outreach_type} {earlier} with the same {self._match_label(kind)}")
+            return
+        attributes = dict(item.mapped)
+        attributes[kind.marker_attribute] = self._marker(item)
+        relationships = {}
+        if kind is PERSON and item.account is not None:
+            relationships["account"] = item.account
+        if item.owner is not None:
+            relationships["owner"] = item.owner
+        if self.settings.dry_run:
+            self.log.info(f"dry run: would create an Outreach {kind.outreach_type} for {_describe(item)}")
+            item.outcome = "created"
+            return
+        try:
+            resource = self.outreach.create(kind.outreach_type, attributes, plan.relationships_payload(relationships))
+        except OutreachValidation as exc:
+            if kind is PERSON and "already been taken" in (exc.detail or ""):
+                # Someone (or a parallel sync) created it between our look-up and the create.
+                found = self.outreach.find_prospects_by_emails([e.lower() for e in item.mapped["emails"]])
+                self._match(item, found, "email " + ", ".join(item.mapped["emails"]))
+                if item.outcome is None and item.outreach_id is not None:
+                    self._update(kind, item)
+                elif item.outcome is None:
+                    self._duplicate(item, f"Outreach says the email is already taken ({exc.detail})")
+                return
+            raise
+        item.outreach_id = int(resource["id"])
+        item.outcome = "created"
+        item.attributes_sent = sorted(item.mapped)
+        item.new_snapshot = Snapshot().with_sent(item.mapped, account=relationships.get("account"),
+                                                 owner=item.owner, employer=item.employer_id,
+                                                 assignee=item.assignee)
+        if key_value:
+            self._created_keys[(kind.name, key_value)] = item.outreach_id
+
+    def _update(self, kind: ObjectKind, item: Item) -> None:
+        decision = plan.plan_update(item.snapshot, item.mapped, item.account, item.owner,
+                                    relate_account=kind is PERSON)
+        adopted = item.adopted
+        if decision.empty:
+            item.outcome = "adopted" if adopted else "unchanged"
+            item.new_snapshot = (item.snapshot.with_sent({}, employer=item.employer_id, assignee=item.assignee)
+                                 if adopted else None)
+            return
+        if self.settings.dry_run:
+            changed = ", ".join(sorted(decision.attributes) + sorted(decision.relationships))
+            self.log.info(f"dry run: would update Outreach {kind.outreach_type} {item.outreach_id} "
+                          f"for {_describe(item)}: {changed}")
+            item.outcome = "adopted" if adopted else "updated"
+            return
+        self.outreach.update(kind.outreach_type, item.outreach_id, decision.attributes,
+                             plan.relationships_payload(decision.relationships))
+        item.outcome = "adopted" if adopted else "updated"
+        item.attributes_sent = sorted(decision.attributes)
+        item.new_snapshot = item.snapshot.with_sent(
+            decision.attributes,
+            account=decision.relationships.get("account", item.snapshot.account),
+            owner=decision.relationships.get("owner", item.snapshot.owner),
+            employer=item.employer_id, assignee=item.assignee)
+
+    def _rejected(self, kind: ObjectKind, item: Item, exc: OutreachValidation) -> None:
+        detail = exc.detail or str(exc)
+        pointer = exc.pointer or ""
+        attribute = pointer.rsplit("/", 1)[-1] if pointer.startswith("/data/attributes/") else None
+        if "excluded email" in detail:
+            emails = ", ".join((item.mapped or {}).get("emails", []))
+            self._fail(item, f"Outreach refuses the email address {emails}: its domain is on Outreach's "
+                             f"excluded list ({detail})")
+        elif attribute:
+            source = self.mappings[kind.name].source_of(attribute) if hasattr(
+                self.mappings[kind.name], "source_of") else None
+            where = f"{attribute} (from Workbooks {source})" if source else attribute
+            self._fail(item, f"Outreach rejected {where}: {detail}")
+        else:
+            self._fail(item, f"Outreach rejected the {kind.outreach_type}: {detail}")
+
+    # --- outcomes ------------------------------------------------------------------------------
+    def _fail(self, item: Item, message: str) -> None:
+        item.outcome, item.message = "error", message
+
+    def _duplicate(self, item: Item, message: str) -> None:
+        item.outcome, item.message = "duplicate", message
+
+    def _defer(self, item: Item, reason: str) -> None:
+        if item.outcome is None:
+            item.outcome, item.message = "pending", reason
+
+    def _stop_outreach(self, reason: str, exc: PluginError, transient: bool = False) -> None:
+        if not self._outreach_stopped:
+            self.log.warning(reason)
+        self._outreach_stopped = True
+        self.report.stopped = self.report.stopped or reason
+        if transient and self.report.failure is None:
+            self.report.failure = exc
+
+    # --- write back to Workbooks ---------------------------------------------------------------
+    def _write_back(self, kind: ObjectKind, items: list[Item], tracker: WatermarkTracker) -> None:
+        rows = {}
+        for item in items:
+            fields = self._write_back_fields(kind, item)
+            if fields:
+                rows[item.id] = (item, fields)
+        if not rows or self.settings.dry_run:
+            return
+        self._write_rows(kind, rows, tracker, attempt=0)
+
+    def _write_back_fields(self, kind: ObjectKind, item: Item) -> dict:
+        cols = self.columns[kind.name]
+        had_message = bool(item.row.get(cols["error_message"]))
+        fields: dict[str, Any] = {}
+        if item.outcome in ("created", "adopted", "updated"):
+            if item.outcome in ("created", "adopted"):
+                fields[cols["outreach_id"]] = str(item.outreach_id)
+                fields[cols["outreach_url"]] = self._web_url(kind, item.outreach_id)
+            if item.new_snapshot is not None:
+                fields[cols["snapshot"]] = item.new_snapshot.dump()
+            fields[cols["last_synced"]] = format_wb_datetime(self.clock())
+            if had_message:
+                fields[cols["error_message"]] = None
+        elif item.outcome == "unchanged" and had_message:
+            fields[cols["error_message"]] = None
+        elif item.outcome == "duplicate":
+            fields[cols["duplicate"]] = True
+            fields[cols["error_message"]] = ("Duplicate: " + item.message)[:ERROR_MESSAGE_LIMIT]
+        elif item.outcome == "error":
+            fields[cols["sync_error"]] = True
+            fields[cols["error_message"]] = item.message[:ERROR_MESSAGE_LIMIT]
+        return fields
+
+    def _write_rows(self, kind: ObjectKind, rows: dict[int, tuple[Item, dict]], tracker, attempt: int) -> None:
+        batch = [{"__method": "PUT", "id": rid, "lock_version": item.row["lock_version"], **fields}
+                 for rid, (item, fields) in rows.items()]
+        results = self.wb.batch(kind.endpoint, batch)
+        stale = {}
+        for (rid, (item, fields)), result in zip(rows.items(), results):
+            if result.ok:
+                updated_at = (result.affected or {}).get("updated_at")
+                if updated_at and attempt == 0:
+                    # Our write produced this version; the scan need not look at it again.
+                    tracker.handled(rid, updated_at, result.lock_version)
+                item.row["_written"] = True
+            elif result.stale:
+                stale[rid] = (item, fields)
+            else:
+                reason = "; ".join(result.errors) or "unknown failure"
+                self.log.warning(f"could not write back to {_describe(item)}: {reason}")
+                item.row["_write_failed"] = reason
+        if not stale:
+            return
+        if attempt >= self.settings.stale_retries:
+            for item, _ in stale.values():
+                item.row["_write_failed"] = "edited by someone else during every retry"
+                self.log.warning(f"{_describe(item)} kept changing while we wrote back; the next run retries")
+            return
+        # Someone edited these records meanwhile: take their current lock_version and write only our
+        # own fields again. Their edit is newer than our read, so the scan reaches it and syncs it.
+        fresh = {r["id"]: r for r in self.wb.get(kind.endpoint, filters=[("id", "eq", ",".join(map(str, stale)))],
+                                                 columns=["id", "lock_version", "updated_at"],
+                                                 limit=len(stale))}
+        retry = {}
+        for rid, (item, fields) in stale.items():
+            if rid not in fresh:
+                self.log.warning(f"{_describe(item)} was deleted or hidden while syncing; skipped")
+                item.row["_write_failed"] = "deleted"
+                continue
+            item.row["lock_version"] = fresh[rid]["lock_version"]
+            retry[rid] = (item, fields)
+        if retry:
+            self._write_rows(kind, retry, tracker, attempt + 1)
+
+    # --- tallies and the process log ------------------------------------------------------------
+    def _account_for(self, kind: ObjectKind, item: Item, tracker: WatermarkTracker) -> None:
+        counts = self.report.counts[kind.name]
+        if item.outcome is None:   # defensive: a path that decided nothing must not pass as done
+            item.outcome, item.message = "pending", "no decision was reached"
+        outcome = item.outcome
+        written = bool(item.row.get("_written")) or self.settings.dry_run
+        write_failed = item.row.get("_write_failed")
+        if outcome == "pending" or (write_failed and outcome != "unchanged"):
+            counts.pending += 1
+            tracker.needs_work(item.row.get("updated_at"), linked=item.linked)
+            return
+        if outcome == "unchanged" and not item.row.get("_written"):
+            tracker.handled(item.id, item.row.get("updated_at"), item.row.get("lock_version"))
+        if outcome == "created":
+            counts.created += 1
+        elif outcome == "adopted":
+            counts.created += 1
+            counts.adopted += 1
+            self.log.notice(f"{_describe(item)}: linked to Outreach {kind.outreach_type} {item.outreach_id}, "
+                            "which an interrupted earlier run had created")
+        elif outcome == "updated":
+            counts.updated += 1
+        elif outcome == "unchanged":
+            counts.unchanged += 1
+        elif outcome == "duplicate":
+            counts.duplicates += 1
+            self.log.warning(f"{_describe(item)}: marked Outreach Duplicate — {item.message}. "
+                             "Resolve it, then untick Outreach Duplicate to sync it again")
+        elif outcome == "error":
+            counts.errors += 1
+            self.log.error(f"{_describe(item)}: marked Outreach Sync Error — {item.message}. "
+                           "Fix it, then untick Outreach Sync Error to sync it again")
+        if kind is ORGANISATION and written:
+            self._remember_employer(item)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _remember_employer(self, item: Item) -> None:
+        if item.outcome in ("created", "adopted", "updated", "unchanged"):
+            # A dry run creates nothing, yet its people should show as related, not as waiting.
+            outreach_id = item.outreach_id if item.outreach_id is not None else -1
+            self._employers[item.id] = {"qualifies": True, "outreach_id": outreach_id}
+        elif item.outcome in ("duplicate", "error"):
+            self._employers[item.id] = {"qualifies": False, "outreach_id": None}
+
+    def _load_employers(self, employer_links) -> None:
+        wanted = sorted({i for i in (plan.outreach_int(v) for v in employer_links) if i} - set(self._employers))
+        if not wanted:
+            return
+        if len(self._employers) > _EMPLOYER_CACHE_LIMIT:
+            self._employers.clear()
+        cols = self.columns[ORGANISATION.name]
+        rows = self.wb.get(ORGANISATION.endpoint, filters=[("id", "eq", ",".join(map(str, wanted)))],
+                           columns=["id", cols["sync"], cols["sync_error"], cols["duplicate"], cols["outreach_id"]],
+                           limit=len(wanted))
+        for oid in wanted:
+            self._employers[oid] = None
+        for row in rows:
+            qualifies = bool(row.get(cols["sync"])) and not row.get(cols["sync_error"]) and not row.get(cols["duplicate"])
+            self._employers[int(row["id"])] = {"qualifies": qualifies,
+                                               "outreach_id": plan.outreach_int(row.get(cols["outreach_id"]))}
+
+    def _resolve_owners(self, kind: ObjectKind, items: list[Item]) -> None:
+        """Owner per record. An Assigned To unchanged since the last sync keeps the owner worked
+        out then, so an edit to another field costs no read of the Outreach users."""
+        needs_lookup = []
+        for item in items:
+            if item.assignee is None:
+                item.owner = None
+            elif item.linked and item.assignee == item.snapshot.assignee:
+                item.owner = item.snapshot.owner
+            else:
+                needs_lookup.append(item)
+        if needs_lookup:
+            owners = self._owner_directory(kind)
+            for item in needs_lookup:
+                item.owner = owners.owner_for(item.assignee)
+
+    def _owner_directory(self, kind: ObjectKind) -> OwnerDirectory:
+        # Person and organisation queues are separate tables whose ids may coincide.
+        if kind.name not in self._owners:
+            if self._users is None:
+                self._users = [] if self._outreach_stopped else self._outreach_users()
+            self._owners[kind.name] = OwnerDirectory(self.wb.queues(kind.name), self._users)
+        return self._owners[kind.name]
+
+    def _outreach_users(self) -> list[dict]:
+        try:
+            return self.outreach.list_users()
+        except BudgetSpent as exc:
+            self._stop_outreach(f"Outreach hourly budget spent ({exc}); the next run carries on", exc)
+        except TransientError as exc:
+            self._stop_outreach(f"Outreach is unavailable: {exc}", exc, transient=True)
+        return []
+
+    def _marker(self, item: Item) -> str:
+        return item.kind.marker(self.database_id, item.id)
+
+    def _match_value(self, kind: ObjectKind, item: Item) -> str | None:
+        value = self.mappings[kind.name].match_value(item.mapped)
+        return str(value).lower() if value else None
+
+    def _match_label(self, kind: ObjectKind) -> str:
+        return "email" if kind is PERSON else self.mappings[kind.name].match_key
+
+    def _web_url(self, kind: ObjectKind, outreach_id: int) -> str:
+        return f"{self.settings.web_url.rstrip('/')}/{kind.web_path}/{outreach_id}"
+
+
+def _describe(item: Item) -> str:
+    row = item.row
+    ref = row.get("object_ref") or f"id {row.get('id')}"
+    name = row.get("name")
+    label = f"{item.kind.name} {row.get('id')} ({ref}"
+    return label + (f", {name})" if name else ")")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

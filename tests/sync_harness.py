@@ -1,0 +1,142 @@
+"""A Workbooks database with the plugin installed and Outreach authorised, against the two
+emulators, and the real send/receive runner run in-process (real HTTP on loopback; only the
+Python process is shared, to keep the suites fast). Used by the engine and reliability suites."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from plugin import authorise, install, runner
+from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, WEB_HOST, WEB_PATH, follow_to_callback
+
+WEB_URL = "https://web.outreach.test"
+
+
+@dataclass
+class Result:
+    code: int
+    output: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.output.splitlines() if line.strip()]
+
+    @property
+    def summary(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+    def logged(self, level: str) -> list[str]:
+        return [line for line in self.lines if line.startswith(f"[{level}] ")]
+
+
+class Sandbox:
+    def __init__(self, workbooks_server, outreach_server, tmp_path: Path) -> None:
+        self.wb_server, self.or_server = workbooks_server, outreach_server
+        self.wb, self.outreach = workbooks_server.app, outreach_server.app
+        self.tmp = tmp_path
+        self.api_key = self.wb.create_api_key()
+        self.extra: dict = {}
+        self._n = 0
+
+    # --- parameters and scripts ----------------------------------------------------------------
+    def params(self, **extra) -> dict:
+        params = {"_workbooks_service": self.wb_server.url, "workbooks_api_key": self.api_key,
+                  "outreach_api_url": f"{self.or_server.url}/api/v2",
+                  "outreach_oauth_url": f"{self.or_server.url}/oauth",
+                  "outreach_web_url": WEB_URL}
+        params.update(self.extra)
+        params.update(extra)
+        return params
+
+    def _call(self, main, params: dict, *args: str, env: dict | None = None) -> Result:
+        self._n += 1
+        path = self.tmp / f"params-{self._n}.json"
+        path.write_text(json.dumps(params), encoding="utf-8")
+        out = io.StringIO()
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            with contextlib.redirect_stdout(out):
+                code = main([*args, "--params", str(path)])
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        return Result(code, out.getvalue())
+
+    def install(self) -> Result:
+        result = self._call(install.main, self.params(), "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
+        assert result.code == 0, result.output
+        return result
+
+    def web(self, request: dict) -> Result:
+        server = {"_server_REQUEST_METHOD": "GET", "_server_HTTP_HOST": WEB_HOST,
+                  "_server_REQUEST_URI": WEB_PATH, "_server_HTTPS": "on"}
+        return self._call(authorise.main, {**self.params(), **server, **{"_query_" + k: v for k, v in request.items()}})
+
+    def authorise(self) -> None:
+        start = self.web({"action": "start"})
+        location = next(line.split(":", 1)[1].strip() for line in start.lines
+                        if line.lower().startswith("[header] location:"))
+        code, state = follow_to_callback(location)
+        callback = self.web({"code": code, "state": state})
+        assert "[header] Status: 200" in callback.output, callback.output
+
+    def ready(self, owner_email: str = "owner@corp.example") -> "Sandbox":
+        if not self.outreach.records("users"):
+            self.outreach.add_user(owner_email, "owner", "Olive", "Owner")
+        self.install()
+        self.authorise()
+        self.columns = {kind: self._columns(kind) for kind in ("person", "organisation")}
+        return self
+
+    def run(self, *, env: dict | None = None, **extra) -> Result:
+        return self._call(runner.main, self.params(**extra), env=env)
+
+    # --- Workbooks data --------------------------------------------------------------------------
+    def _columns(self, kind: str) -> dict[str, str]:
+        from plugin import fields
+        resource = "Private::Crm::Person" if kind == "person" else "Private::Crm::Organisation"
+        by_title = {f["title"]: f["value_column_name"] for f in self.wb.records("custom_fields")
+                    if f["resource_type"] == resource}
+        return {d.key: by_title[d.title] for d in fields.definitions(kind)}
+
+    def col(self, kind: str, key: str) -> str:
+        return self.columns[kind][key]
+
+    def person(self, *, email: str | None = "ann@acme.example", first="Ann", last="Lee", sync=True,
+               **fields) -> dict:
+        data = {"person_first_name": first, "person_last_name": last, "name": f"{first} {last}",
+                self.col("person", "sync"): sync, **fields}
+        if email is not None:
+            data["main_location[email]"] = email
+        return self.wb.insert("people", data)
+
+    def organisation(self, name="Acme Ltd", sync=True, **fields) -> dict:
+        return self.wb.insert("organisations", {"name": name, self.col("organisation", "sync"): sync, **fields})
+
+    def get(self, kind: str, record_id: int) -> dict:
+        return self.wb.record("people" if kind == "person" else "organisations", record_id)
+
+    def flags(self, kind: str, record_id: int) -> dict:
+        record = self.get(kind, record_id)
+        return {key: record.get(self.col(kind, key)) for key in self.columns[kind]}
+
+    def prospects(self) -> list[dict]:
+        return self.outreach.records("prospects")
+
+    def accounts(self) -> list[dict]:
+        return self.outreach.records("accounts")
+
+    def outreach_requests(self, method: str | None = None, path: str | None = None) -> int:
+        return self.outreach.count_of(method, path)
+
+    def reset_counts(self) -> None:
+        self.wb.reset_counts()
+        self.outreach.reset_counts()
