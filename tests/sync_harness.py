@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from plugin import authorise, install, runner
 from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, WEB_HOST, WEB_PATH, follow_to_callback
 
 WEB_URL = "https://web.outreach.test"
+RUNNER = Path(__file__).resolve().parent.parent / "scripts" / "outreach_send_receive.py"
 
 
 @dataclass
@@ -75,10 +78,11 @@ class Sandbox:
         assert result.code == 0, result.output
         return result
 
-    def web(self, request: dict) -> Result:
-        server = {"_server_REQUEST_METHOD": "GET", "_server_HTTP_HOST": WEB_HOST,
+    def web(self, request: dict, method: str = "GET") -> Result:
+        server = {"_server_REQUEST_METHOD": method, "_server_HTTP_HOST": WEB_HOST,
                   "_server_REQUEST_URI": WEB_PATH, "_server_HTTPS": "on"}
-        return self._call(authorise.main, {**self.params(), **server, **{"_query_" + k: v for k, v in request.items()}})
+        prefix = "_post_" if method == "POST" else "_query_"
+        return self._call(authorise.main, {**self.params(), **server, **{prefix + k: v for k, v in request.items()}})
 
     def authorise(self) -> None:
         start = self.web({"action": "start"})
@@ -98,6 +102,18 @@ class Sandbox:
 
     def run(self, *, env: dict | None = None, **extra) -> Result:
         return self._call(runner.main, self.params(**extra), env=env)
+
+    def run_script(self, *, env: dict | None = None, timeout: float = 120, params: dict | None = None,
+                   **extra) -> Result:
+        """The runner exactly as Workbooks starts it: a separate process, a params file, env."""
+        self._n += 1
+        path = self.tmp / f"params-{self._n}.json"
+        path.write_text(json.dumps(self.params(**extra) if params is None else params), encoding="utf-8")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WORKBOOKS_PARAMS")}
+        environment.update(env or {})
+        done = subprocess.run([sys.executable, str(RUNNER), "--params", str(path)], capture_output=True,
+                              text=True, timeout=timeout, env=environment, cwd=self.tmp)
+        return Result(done.returncode, done.stdout + done.stderr)
 
     # --- Workbooks data --------------------------------------------------------------------------
     def _columns(self, kind: str) -> dict[str, str]:
