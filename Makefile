@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet ".[test]"
 	touch $(STAMP)
 
+# The whole product on one machine: emulators, installer, authorisation, several sync runs.
+# `make demo ARGS=--keep-running` leaves the emulators up for curl until Ctrl-C.
+demo: $(STAMP)
+	$(PY) -m tools.demo $(ARGS)
+
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
