@@ -1,21 +1,21 @@
 """The plugin manifest (`manifest.yaml`): load, validate, and read it as typed definitions.
 
 Validation reports every problem, each as `FILE:LINE:COL: where — what` (like the mapping
-validator), pointing at the YAML node at fault: the positions come from `yaml.compose`, because
-`yaml.safe_load` forgets them. Schema: `plugin/manifest.schema.json` (JSON Schema 2020-12).
+validator), pointing at the YAML node at fault; the YAML, positions and schema machinery are
+plugin.yamldoc's. Schema: `plugin/manifest.schema.json` (JSON Schema 2020-12).
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import jsonschema
 import yaml
 
+from plugin import yamldoc
 from plugin.errors import ActionRequired
+from plugin.yamldoc import Problem
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: manifest.yaml sits beside plugin/, in the repository and in the uploaded bundle alike.
@@ -31,19 +31,6 @@ REQUIRED_FIELD_KEYS = ("sync", "sync_error", "duplicate", "outreach_id", "outrea
 
 #: What the engine does in Outreach, per resource: the scope levels it needs.
 REQUIRED_SCOPES = {"prospects": {"read", "write"}, "accounts": {"read", "write"}, "users": {"read"}}
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    col: int
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.where} — " if self.where else ""
-        return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
 
 
 class InvalidManifest(ActionRequired):
@@ -159,11 +146,11 @@ def _load_and_check(path: Path, *, check_files: bool) -> tuple[Any, list[Problem
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        return None, [Problem(shown, 1, 1, "", f"cannot read the manifest: {exc.strerror or exc}")]
+        return None, [Problem(shown, 1, 1, f"cannot read the manifest: {exc.strerror or exc}")]
     doc = _Document.parse(text, shown)
     if not isinstance(doc.data, dict):  # unreadable: nothing further to check
         return doc.data, doc.problems
-    problems = _schema_problems(doc)
+    problems = _SCHEMA.problems(doc)
     if not problems:  # the semantic checks assume the shapes the schema guarantees
         problems = _semantic_problems(doc, path.parent if check_files else None)
     # Duplicate keys (found while parsing) do not stop the other checks.
@@ -177,80 +164,6 @@ def _display_name(path: Path) -> str:
         return str(path)
 
 
-class _Document:
-    """Parsed YAML plus, for every path into it, where its value (and its key) starts."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.data: Any = None
-        self.values: dict[tuple, yaml.Mark] = {}
-        self.keys: dict[tuple, yaml.Mark] = {}
-        self.problems: list[Problem] = []
-
-    @classmethod
-    def parse(cls, text: str, file: str) -> "_Document":
-        doc = cls(file)
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                doc.problems.append(Problem(file, 1, 1, "", "the manifest is empty"))
-                return doc
-            doc.data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            doc.problems.append(Problem(file, line, col, "", f"not valid YAML: {exc.problem or exc}"))
-            return doc
-        except yaml.YAMLError as exc:
-            doc.problems.append(Problem(file, 1, 1, "", f"not valid YAML: {exc}"))
-            return doc
-        finally:
-            loader.dispose()
-        doc._walk(node, (), set())
-        if not isinstance(doc.data, dict):
-            mark = node.start_mark
-            doc.problems.append(Problem(file, mark.line + 1, mark.column + 1, "",
-                                        "the manifest must be a mapping of keys to values"))
-        return doc
-
-    def _walk(self, node: yaml.Node, path: tuple, active: set[int]) -> None:
-        self.values.setdefault(path, node.start_mark)
-        if id(node) in active:  # a recursive alias; the schema will reject its shape anyway
-            return
-        active = active | {id(node)}
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, yaml.Mark] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-                if key in seen:
-                    # PyYAML keeps the last silently; a duplicated key is almost always a mistake.
-                    self.problems.append(self.problem(key_node.start_mark, path,
-                                                      f"'{key}' appears twice (first at line {seen[key].line + 1})"))
-                    continue
-                seen[key] = key_node.start_mark
-                self.keys[path + (key,)] = key_node.start_mark
-                self._walk(value_node, path + (key,), active)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self._walk(item, path + (index,), active)
-
-    def mark(self, path: tuple, *, key: bool = False) -> yaml.Mark | None:
-        path = tuple(path)
-        if key and path in self.keys:
-            return self.keys[path]
-        while path not in self.values and path:
-            path = path[:-1]
-        return self.values.get(path)
-
-    def problem(self, mark: yaml.Mark | None, path: tuple, message: str) -> Problem:
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return Problem(self.file, line, col, where(path), message)
-
-    def at(self, path: tuple, message: str, *, key: bool = False) -> Problem:
-        return self.problem(self.mark(path, key=key), path, message)
-
-
 def where(path: tuple) -> str:
     """`processes.scheduled[0].title` for ("processes", "scheduled", 0, "title")."""
     text = ""
@@ -259,91 +172,92 @@ def where(path: tuple) -> str:
     return text
 
 
+class _Document(yamldoc.Document):
+    """The manifest's YAML: its data as `yaml.safe_load` reads it (keys typed as YAML types
+    them), which must be a mapping; every problem names its path (`where`). Where the rest
+    differs from yamldoc's defaults, it is how this validator has always read YAML, kept as it
+    was: a key is written twice when its text is, and the positions under it are its first
+    one's (YAML keeps the last); an alias inside itself goes unsaid; a syntax error is said in
+    PyYAML's words, without looking for tabs."""
+
+    EMPTY = ("the manifest is empty", "")
+    TWICE = ("'{key}' appears twice (first at line {line})", "")
+    SELF_ALIAS = None
+    TWICE_POSITIONS_FIRST = True
+
+    where = staticmethod(where)
+
+    def construct(self, node: yaml.Node) -> Any:
+        assert self.loader is not None
+        data = self.loader.construct_document(node)
+        self.build(node)                                 # the positions, and keys written twice
+        if not isinstance(data, dict):
+            self.problems.append(self.problem_at(node.start_mark,
+                                                 "the manifest must be a mapping of keys to values"))
+        return data
+
+    def key_identity(self, key_node: yaml.ScalarNode) -> Any:
+        return key_node.value
+
+    def yaml_problems(self, exc: yaml.YAMLError, text: str) -> list[Problem]:
+        if isinstance(exc, yaml.MarkedYAMLError):
+            return [self.problem_at(exc.problem_mark or exc.context_mark, f"not valid YAML: {exc.problem or exc}")]
+        return [self.problem_at(None, f"not valid YAML: {exc}")]
+
+
 # --- schema checks, in plain words ---------------------------------------------------------------
 
-_SCHEMA: dict | None = None
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-               "object": "a mapping of keys to values", "array": "a list"}
+class _Schema(yamldoc.Schema):
+    TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+                  "object": "a mapping of keys to values", "array": "a list"}
+    VALUE_WORDS = {"bool": "{yaml}", "null": "nothing", "object": "a mapping", "array": "a list",
+                   "number": "{value}", "string": "{value!r}", "other": "{value}"}
+    KEY_NAME = "the name '{key}'"
+
+    def explain_value(self, doc: yamldoc.Document, failure: yamldoc.Failure) -> Iterator[Problem]:
+        path, kind, instance, error = failure.path, failure.kind, failure.instance, failure.error
+        if kind == "required":
+            for name in error.validator_value:
+                if isinstance(instance, dict) and name not in instance:
+                    yield doc.problem(path, f"'{name}' is missing")
+        elif kind in ("additionalProperties", "unevaluatedProperties"):
+            allowed = sorted(self._allowed_keys(failure.sub))
+            for name in re.findall(r"'([^']*)'", error.message.split("(", 1)[-1]):
+                yield doc.problem(path + (name,), f"unknown key '{name}'"
+                                  + (f" (allowed here: {', '.join(allowed)})" if allowed else ""), key=True)
+        elif kind == "type":
+            expected = error.validator_value
+            types = [expected] if isinstance(expected, str) else expected
+            words = " or ".join(self.TYPE_WORDS.get(t, t) for t in types)
+            hint = " (put it in quotes)" if expected == "string" and not isinstance(instance, (dict, list)) else ""
+            yield doc.problem(path, f"must be {words}, not {self.describe(instance)}{hint}")
+        elif kind == "enum":
+            options = ", ".join(str(v) for v in error.validator_value)
+            yield doc.problem(path, f"must be one of: {options} (got {self.describe(instance)})")
+        elif kind == "minimum":
+            yield doc.problem(path, f"must be at least {error.validator_value} (got {instance})")
+        elif kind == "maximum":
+            yield doc.problem(path, f"must be at most {error.validator_value} (got {instance})")
+        elif kind in ("minItems", "minProperties"):
+            yield doc.problem(path, "must not be empty")
+        elif kind == "minLength":
+            yield doc.problem(path, "must not be blank")
+        elif kind == "maxLength":
+            yield doc.problem(path, f"is too long (at most {error.validator_value} characters)")
+        elif kind == "uniqueItems":
+            yield doc.problem(path, "lists the same value twice")
+        else:
+            yield from super().explain_value(doc, failure)
+
+    def _allowed_keys(self, sub: dict) -> set[str]:
+        keys = set(sub.get("properties", {}))
+        ref = sub.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            keys |= set(self.data["$defs"].get(ref.rsplit("/", 1)[-1], {}).get("properties", {}))
+        return keys
 
 
-def schema() -> dict:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return _SCHEMA
-
-
-def _schema_problems(doc: _Document) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema())
-    problems = []
-    for error in validator.iter_errors(doc.data):
-        problems.extend(_explain(doc, error))
-    return problems
-
-
-def _explain(doc: _Document, error: jsonschema.ValidationError) -> Iterator[Problem]:
-    path = tuple(error.absolute_path)
-    kind = error.validator
-    sub = error.schema if isinstance(error.schema, dict) else {}
-    if "propertyNames" in error.absolute_schema_path:
-        hint = sub.get("x-hint", "is not an allowed name")
-        yield doc.at(path + (error.instance,), f"the name '{error.instance}': {hint}", key=True)
-    elif kind == "required":
-        for name in error.validator_value:
-            if isinstance(error.instance, dict) and name not in error.instance:
-                yield doc.at(path, f"'{name}' is missing")
-    elif kind in ("additionalProperties", "unevaluatedProperties"):
-        allowed = sorted(_allowed_keys(sub))
-        for name in re.findall(r"'([^']*)'", error.message.split("(", 1)[-1]):
-            yield doc.at(path + (name,), f"unknown key '{name}'"
-                         + (f" (allowed here: {', '.join(allowed)})" if allowed else ""), key=True)
-    elif kind == "type":
-        expected = error.validator_value
-        words = " or ".join(_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
-        got = _describe(error.instance)
-        hint = " (put it in quotes)" if expected == "string" and not isinstance(error.instance, (dict, list)) else ""
-        yield doc.at(path, f"must be {words}, not {got}{hint}")
-    elif kind == "enum":
-        options = ", ".join(str(v) for v in error.validator_value)
-        yield doc.at(path, f"must be one of: {options} (got {_describe(error.instance)})")
-    elif kind == "pattern":
-        yield doc.at(path, f"{_describe(error.instance)}: {sub.get('x-hint', 'does not have the expected form')}")
-    elif kind == "minimum":
-        yield doc.at(path, f"must be at least {error.validator_value} (got {error.instance})")
-    elif kind == "maximum":
-        yield doc.at(path, f"must be at most {error.validator_value} (got {error.instance})")
-    elif kind in ("minItems", "minProperties"):
-        yield doc.at(path, "must not be empty")
-    elif kind == "minLength":
-        yield doc.at(path, "must not be blank")
-    elif kind == "maxLength":
-        yield doc.at(path, f"is too long (at most {error.validator_value} characters)")
-    elif kind == "uniqueItems":
-        yield doc.at(path, "lists the same value twice")
-    else:
-        yield doc.at(path, error.message)
-
-
-def _allowed_keys(sub: dict) -> set[str]:
-    keys = set(sub.get("properties", {}))
-    ref = sub.get("$ref", "")
-    if ref.startswith("#/$defs/"):
-        keys |= set(schema()["$defs"].get(ref.rsplit("/", 1)[-1], {}).get("properties", {}))
-    return keys
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)
+_SCHEMA = _Schema(SCHEMA_PATH)
 
 
 # --- checks the schema cannot express ------------------------------------------------------------
@@ -359,16 +273,16 @@ def _semantic_problems(doc: _Document, root: Path | None) -> list[Problem]:
         for index, proc in enumerate(data["processes"][kind]):
             path = ("processes", kind, index)
             if proc["script"] not in scripts:
-                problems.append(doc.at(path + ("script",), f"names the script '{proc['script']}', which "
-                                       f"is not under scripts: (known: {', '.join(sorted(scripts))})"))
+                problems.append(doc.problem(path + ("script",), f"names the script '{proc['script']}', which "
+                                            f"is not under scripts: (known: {', '.join(sorted(scripts))})"))
             if proc["key"] in seen_keys:
-                problems.append(doc.at(path + ("key",), f"the key '{proc['key']}' is already used at "
-                                       f"{where(seen_keys[proc['key']])}"))
+                problems.append(doc.problem(path + ("key",), f"the key '{proc['key']}' is already used at "
+                                            f"{where(seen_keys[proc['key']])}"))
             seen_keys.setdefault(proc["key"], path)
             folded = proc["title"].casefold()
             if folded in seen_titles:
-                problems.append(doc.at(path + ("title",), f"the title '{proc['title']}' is already used at "
-                                       f"{where(seen_titles[folded])}"))
+                problems.append(doc.problem(path + ("title",), f"the title '{proc['title']}' is already used at "
+                                            f"{where(seen_titles[folded])}"))
             seen_titles.setdefault(folded, path)
 
     for kind, fields in data["custom_fields"].items():
@@ -377,18 +291,18 @@ def _semantic_problems(doc: _Document, root: Path | None) -> list[Problem]:
         for index, item in enumerate(fields):
             path = ("custom_fields", kind, index)
             if item["key"] in keys:
-                problems.append(doc.at(path + ("key",), f"the key '{item['key']}' is already used by "
-                                       f"custom_fields.{kind}[{keys[item['key']]}]"))
+                problems.append(doc.problem(path + ("key",), f"the key '{item['key']}' is already used by "
+                                            f"custom_fields.{kind}[{keys[item['key']]}]"))
             keys.setdefault(item["key"], index)
             # Fields are found by title at run time, and Workbooks titles compare without case.
             folded = item["title"].casefold()
             if folded in titles:
-                problems.append(doc.at(path + ("title",), f"the title '{item['title']}' is already used by "
-                                       f"custom_fields.{kind}[{titles[folded]}]"))
+                problems.append(doc.problem(path + ("title",), f"the title '{item['title']}' is already used by "
+                                            f"custom_fields.{kind}[{titles[folded]}]"))
             titles.setdefault(folded, index)
         for needed in REQUIRED_FIELD_KEYS:
             if needed not in keys:
-                problems.append(doc.at(("custom_fields", kind), f"the plugin needs a field with key '{needed}'"))
+                problems.append(doc.problem(("custom_fields", kind), f"the plugin needs a field with key '{needed}'"))
 
     granted: dict[str, set[str]] = {}
     for scope in data["oauth"]["scopes"]:
@@ -398,11 +312,11 @@ def _semantic_problems(doc: _Document, root: Path | None) -> list[Problem]:
         missing = levels - granted.get(resource, set())
         if missing:
             wanted = f"{resource}.all" if len(levels) > 1 else f"{resource}.{next(iter(levels))}"
-            problems.append(doc.at(("oauth", "scopes"), f"the sync needs {resource} "
-                                   f"{' and '.join(sorted(missing))} access: add {wanted}"))
+            problems.append(doc.problem(("oauth", "scopes"), f"the sync needs {resource} "
+                                        f"{' and '.join(sorted(missing))} access: add {wanted}"))
 
     if root is not None:
         for name, script in scripts.items():
             if not (root / script["file"]).is_file():
-                problems.append(doc.at(("scripts", name, "file"), f"the file {script['file']} does not exist"))
+                problems.append(doc.problem(("scripts", name, "file"), f"the file {script['file']} does not exist"))
     return problems

@@ -8,8 +8,8 @@
 
 Validation runs in three passes and reports everything it finds, each problem as
 `FILE:LINE:COL: what is wrong — how to fix it`:
-  1. YAML: syntax, tabs, duplicate keys (positions come from `yaml.compose`; `safe_load` forgets
-     them and silently keeps the last of two equal keys);
+  1. YAML: syntax, tabs, duplicate keys (plugin.yamldoc: positions come from `yaml.compose`;
+     `safe_load` forgets them and silently keeps the last of two equal keys);
   2. the JSON Schema in mappings/mapping.schema.json (draft 2020-12), errors put in plain words;
   3. meaning: targets exist and are writable (plugin.catalogue), types fit, transforms fit their
      input, one match key and it is mapped, no target written twice, placeholders and sources
@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import jsonschema
-import yaml
 
 from . import catalogue
 from . import transforms as tf
+from . import yamldoc
 from .errors import InvalidMapping
+from .yamldoc import ERROR, WARNING, Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "mappings" / "mapping.schema.json"
@@ -42,30 +42,10 @@ ACTIVE_OBJECTS = {"person": "prospect", "organisation": "account"}
 #: Allowed match keys per Outreach object; the first is the default.
 MATCH_KEYS = {"prospect": ("emails",), "account": ("name", "domain", "customId")}
 
-ERROR, WARNING = "error", "warning"
 SEND_DIRECTIONS = ("send", "both")
 
 
 # --- problems -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    col: int
-    message: str
-    hint: str = ""
-    severity: str = ERROR
-
-    def __str__(self) -> str:
-        level = "warning: " if self.severity == WARNING else ""
-        hint = f" — {self.hint}" if self.hint else ""
-        return f"{self.file}:{self.line}:{self.col}: {level}{self.message}{hint}"
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == ERROR
-
 
 class RecordMappingError(ValueError):
     """A record whose value cannot be mapped (e.g. "abc" into a number). `field` names the
@@ -104,214 +84,21 @@ def _suggest(word: Any, candidates: Iterable[str], otherwise: str = "") -> str:
     return f"did you mean `{near}`?" if near else otherwise
 
 
-# --- pass 1: YAML with positions ----------------------------------------------------------------
+# --- pass 1: YAML with positions (plugin.yamldoc) -----------------------------------------------
 
 _STR_TAG = "tag:yaml.org,2002:str"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-# PyYAML's messages, said the way a consultant would want to hear them: (problem text contains,
-# what is wrong, how to fix it).
-_YAML_MESSAGES = [
-    ("found character '\\t'", "a tab character is not allowed here",
-     "YAML indents with spaces only: replace the tab with spaces"),
-    ("mapping values are not allowed here", "unexpected `:` on this line",
-     "this line is probably indented more than the key above it: line it up; if the value "
-     "itself contains `: `, put it in quotes"),
-    ("did not find expected key", "this line is not lined up with the keys above it",
-     "keys of the same block start in the same column: fix the indentation"),
-    ("did not find expected '-' indicator", "this line is not lined up with the list items above it",
-     "start every item of a list with `- ` in the same column"),
-    ("could not find expected ':'", "a key has no `:` after it",
-     "write `key: value`, or put text containing `:` or `#` in quotes"),
-    ("expected <block end>", "this line is not lined up with the lines above it",
-     "keys of the same block start in the same column: fix the indentation"),
-    ("found undefined alias", "this `*alias` names no `&anchor`", "define the anchor first, or write the value out"),
-    ("found unknown escape character", "unknown `\\` escape in double quotes",
-     "use single quotes, or write `\\\\` for a backslash"),
-    ("found unexpected end of stream", "the file ends inside quoted text", "close the quote"),
-    ("expected a single document", "the file holds more than one YAML document",
-     "remove the second `---` line"),
-    ("that cannot start any token", "a value cannot start with this character", "put the value in quotes"),
-    ("found duplicate anchor", "the same `&anchor` is defined twice", "give each anchor its own name"),
-]
 
 
-class _Document:
-    """Parsed YAML plus, for every path into it, where its value (and its key) starts."""
+class _Document(yamldoc.Document):
+    """A mapping file's YAML, read with yamldoc's defaults: keys as written, tabs named, PyYAML's
+    complaints in plain words."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.data: Any = None
-        self.values: dict[tuple, yaml.Mark] = {}
-        self.keys: dict[tuple, yaml.Mark] = {}
-        self.key_tags: dict[tuple, str] = {}
-        self.problems: list[Problem] = []
-        self._loader: yaml.SafeLoader | None = None
-
-    # positions ------------------------------------------------------------------------------
-    def mark(self, path: tuple, *, key: bool = False) -> yaml.Mark | None:
-        path = tuple(path)
-        if key and path in self.keys:
-            return self.keys[path]
-        while path and path not in self.values:
-            path = path[:-1]
-        return self.values.get(path)
-
-    def problem(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
-                severity: str = ERROR) -> Problem:
-        return self.problem_at(self.mark(path, key=key), message, hint, severity=severity)
-
-    def problem_at(self, mark: yaml.Mark | None, message: str, hint: str = "", *,
-                   severity: str = ERROR) -> Problem:
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return Problem(self.file, line, col, message, hint, severity)
-
-    def add(self, path: tuple, message: str, hint: str = "", *, key: bool = False,
-            severity: str = ERROR) -> None:
-        self.problems.append(self.problem(path, message, hint, key=key, severity=severity))
-
-    # parsing --------------------------------------------------------------------------------
-    @classmethod
-    def parse(cls, text: str, file: str) -> "_Document":
-        doc = cls(file)
-        tab_problems = doc._tab_problems(text)
-        loader = yaml.SafeLoader(text)
-        doc._loader = loader
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                doc.problems.append(Problem(file, 1, 1, "the mapping file is empty",
-                                            "start with `version: 1` and an `objects:` section"))
-                return doc
-            doc.data = doc._build(node, (), frozenset())
-        except yaml.MarkedYAMLError as exc:
-            # Tabs PyYAML accepted (flow style, block text) are harmless; once it fails, every
-            # tab in an indentation is a suspect worth naming.
-            doc.problems.extend(tab_problems)
-            mark = exc.problem_mark or exc.context_mark
-            if exc.context_mark and "end of stream" in str(exc.problem):
-                mark = exc.context_mark          # where the quote was opened, not the file's end
-            if not (mark and any(p.line == mark.line + 1 for p in tab_problems)):
-                message, hint = _explain_yaml(exc, text)
-                doc.problems.append(doc.problem_at(mark, message, hint))
-        except yaml.YAMLError as exc:
-            doc.problems.append(Problem(file, 1, 1, f"this is not valid YAML: {exc}",
-                                        "check the indentation and quotes"))
-        finally:
-            loader.dispose()
-            doc._loader = None
-        return doc
-
-    def _tab_problems(self, text: str) -> list[Problem]:
-        """A tab in the indentation is the classic invisible YAML mistake: one problem per line."""
-        found = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            indent = re.match(r"^[ \t]*", line).group(0)
-            if "\t" in indent:
-                found.append(Problem(self.file, number, indent.index("\t") + 1, "a tab is used for indentation",
-                                     "YAML indents with spaces only: replace the tab with spaces"))
-        return found
-
-    def _build(self, node: yaml.Node, path: tuple, active: frozenset) -> Any:
-        assert self._loader is not None
-        self.values[path] = node.start_mark
-        if isinstance(node, yaml.ScalarNode):
-            return self._loader.construct_object(node)
-        if id(node) in active:
-            self.add(path, "this alias refers to itself", "write the value out instead of `*alias`")
-            return None
-        active = active | {id(node)}
-        if isinstance(node, yaml.SequenceNode):
-            return [self._build(item, path + (i,), active) for i, item in enumerate(node.value)]
-        self._check_duplicates(node, path)
-        self._loader.flatten_mapping(node)          # `<<: *anchor` merges, as safe_load does
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue                             # reported by _check_duplicates
-            # Keys are kept as written ("Yes", not True) so the schema sees text; the tag is kept
-            # so value_map can insist on quotes where safe_load would change the key.
-            key = key_node.value
-            self.keys[path + (key,)] = key_node.start_mark
-            self.key_tags[path + (key,)] = key_node.tag
-            result[key] = self._build(value_node, path + (key,), active)
-        return result
-
-    def _check_duplicates(self, node: yaml.MappingNode, path: tuple) -> None:
-        assert self._loader is not None
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(self.problem_at(key_node.start_mark, "a key must be plain text",
-                                                     "write `name: value`"))
-                continue
-            try:
-                ident = self._loader.construct_object(key_node)
-                hash(ident)
-            except Exception:  # noqa: BLE001 — an odd key is reported by the schema instead
-                ident = key_node.value
-            if ident in seen:
-                first = seen[ident]
-                self.problems.append(self.problem_at(
-                    key_node.start_mark, f"`{key_node.value}` appears twice in this block "
-                    f"(first at line {first.line + 1})",
-                    "remove one of them: YAML would silently keep only the last"))
-            else:
-                seen[ident] = key_node.start_mark
-
-
-def _explain_yaml(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str]:
-    text = f"{exc.context or ''} {exc.problem or ''}"
-    mark = exc.problem_mark
-    if "mapping values are not allowed here" in text and mark is not None:
-        # `target account` on the line above, then `fields:`: PyYAML reads both lines as one
-        # text and trips over this line's colon. The fix is on the line above.
-        above = [ln for ln in source.splitlines()[:mark.line] if ln.strip() and not ln.strip().startswith("#")]
-        if above and ":" not in above[-1] and not above[-1].strip().startswith("-"):
-            return ("unexpected `:` on this line: the line above has no `:`",
-                    f"write the line above as `key: value` (`{above[-1].strip()}` has no `:`)")
-    for needle, message, hint in _YAML_MESSAGES:
-        if needle in text:
-            return message, hint
-    return (f"this is not valid YAML ({(exc.problem or str(exc)).strip()})",
-            "check the indentation and quotes on this line and the line above")
+    EMPTY = ("the mapping file is empty", "start with `version: 1` and an `objects:` section")
 
 
 # --- pass 2: the JSON Schema, in plain words ----------------------------------------------------
 
-_SCHEMA: dict | None = None
-
-
-def schema() -> dict:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return _SCHEMA
-
-
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
-               "boolean": "true or false", "object": "a block of `key: value` lines",
-               "array": "a list", "null": "empty"}
-
 _FIELD_KEYS = ("source", "value", "template", "target", "direction", "skip_empty", "transforms", "note")
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false (`" + ("true" if value else "false") + "`)"
-    if value is None:
-        return "empty"
-    if isinstance(value, dict):
-        return "a block of `key: value` lines"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (int, float)):
-        return f"the number `{value}`"
-    if isinstance(value, str):
-        return f"the text `{value}`"
-    return f"a {type(value).__name__} (`{value}`)"   # e.g. a date YAML read from 2024-01-01
 
 
 def _where(path: tuple) -> str:
@@ -322,78 +109,65 @@ def _where(path: tuple) -> str:
     return "this item"
 
 
-def _schema_problems(doc: _Document) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema())
-    problems: list[Problem] = []
-    errors = list(validator.iter_errors(doc.data))
-    # A value of the wrong type also fails its enum/const: say only the first, clearer, thing.
-    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
-    for error in errors:
-        if error.validator in ("enum", "const") and tuple(error.absolute_path) in mistyped:
-            continue
-        problems.extend(_explain_schema_error(doc, error))
-    return problems
+class _Schema(yamldoc.Schema):
+    TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number",
+                  "boolean": "true or false", "object": "a block of `key: value` lines",
+                  "array": "a list", "null": "empty"}
+    VALUE_WORDS = {"bool": "true/false (`{yaml}`)", "null": "empty", "object": "a block of `key: value` lines",
+                   "array": "a list", "number": "the number `{value}`", "string": "the text `{value}`",
+                   "other": "a {type} (`{value}`)"}       # other: e.g. a date YAML read from 2024-01-01
+    KEY_NAME = "`{key}`"
 
-
-def _explain_schema_error(doc: _Document, error: jsonschema.ValidationError) -> Iterator[Problem]:
-    path = tuple(error.absolute_path)
-    kind = error.validator
-    sub = error.schema if isinstance(error.schema, dict) else {}
-    custom = sub.get("x-messages", {}).get(kind) or (sub.get("errorMessage") if kind in (
-        "const", "enum", "pattern") else None)
-    hint = sub.get("x-hint", "")
-    instance = error.instance
-
-    if "propertyNames" in error.absolute_schema_path:
-        yield doc.problem(path + (instance,), f"`{instance}`: {custom or 'is not an allowed name'}",
-                          hint, key=True)
-    elif kind == "oneOf" and all(set(s) == {"required"} for s in error.validator_value):
-        options = [s["required"][0] for s in error.validator_value]
-        present = [k for k in options if isinstance(instance, dict) and k in instance]
-        listed = ", ".join(f"`{o}`" for o in options)
-        if present:
-            yield doc.problem(path + (present[1],), f"this field has both `{present[0]}` and `{present[1]}`",
-                              f"keep only one of {listed}", key=True)
+    def explain_value(self, doc: yamldoc.Document, failure: yamldoc.Failure) -> Iterator[Problem]:
+        path, kind, instance, error = failure.path, failure.kind, failure.instance, failure.error
+        if kind == "oneOf" and all(set(s) == {"required"} for s in error.validator_value):
+            options = [s["required"][0] for s in error.validator_value]
+            present = [k for k in options if isinstance(instance, dict) and k in instance]
+            listed = ", ".join(f"`{o}`" for o in options)
+            if present:
+                yield doc.problem(path + (present[1],), f"this field has both `{present[0]}` and `{present[1]}`",
+                                  f"keep only one of {listed}", key=True)
+            else:
+                yield doc.problem(path, "this field has no `source`, `value` or `template`",
+                                  "add `source:` with the Workbooks field to send (or `value:` for a "
+                                  "constant, `template:` to combine fields)")
+        elif kind == "required":
+            for name in error.validator_value:
+                if not isinstance(instance, dict) or name in instance:
+                    continue
+                if path == ("objects",) and did_you_mean(name, instance):
+                    continue                       # the section is there, misspelt: said below
+                yield _missing(doc, path, name)
+        elif kind == "additionalProperties":
+            allowed = list(failure.sub.get("properties", {}))
+            for name in instance:
+                if name in allowed:
+                    continue
+                yield _unknown_key(doc, path, name, allowed, in_item=_in_transform_item(path))
+        elif kind == "type":
+            yield _wrong_type(doc, path, error, failure.message)
+        elif kind == "enum" or kind == "const":
+            yield _bad_choice(doc, path, error, failure.message, failure.hint)
+        elif kind == "minItems":
+            yield doc.problem(path, f"{_where(path)} is empty", "add at least one item (`- …`)")
+        elif kind == "minProperties":
+            if _in_transform_item(path):
+                yield doc.problem(path, "this transform is empty", "write a transform such as `- trim`")
+            else:
+                yield doc.problem(path, f"{_where(path)} is empty", "add at least one `key: value` line")
+        elif kind == "minLength":
+            yield doc.problem(path, f"{_where(path)} is empty", "write a value, or remove the line")
+        elif kind in ("minimum", "exclusiveMinimum"):
+            yield doc.problem(path, f"{_where(path)} must be at least {error.validator_value}, not {instance}",
+                              "give a positive number, or no number to use the Outreach limit")
+        elif kind == "dependentRequired":
+            yield doc.problem(path + ("default",), "`default` only works together with `value_map`",
+                              "put `default:` in the same list item as `value_map:`", key=True)
         else:
-            yield doc.problem(path, "this field has no `source`, `value` or `template`",
-                              "add `source:` with the Workbooks field to send (or `value:` for a "
-                              "constant, `template:` to combine fields)")
-    elif kind == "required":
-        for name in error.validator_value:
-            if not isinstance(instance, dict) or name in instance:
-                continue
-            if path == ("objects",) and did_you_mean(name, instance):
-                continue                       # the section is there, misspelt: said below
-            yield _missing(doc, path, name)
-    elif kind == "additionalProperties":
-        allowed = list(sub.get("properties", {}))
-        for name in instance:
-            if name in allowed:
-                continue
-            yield _unknown_key(doc, path, name, allowed, in_item=_in_transform_item(path))
-    elif kind == "type":
-        yield _wrong_type(doc, path, error, custom)
-    elif kind == "enum" or kind == "const":
-        yield _bad_choice(doc, path, error, custom, hint)
-    elif kind == "pattern":
-        yield doc.problem(path, f"{_describe(instance)}: {custom or 'does not have the expected form'}", hint)
-    elif kind == "minItems":
-        yield doc.problem(path, f"{_where(path)} is empty", "add at least one item (`- …`)")
-    elif kind == "minProperties":
-        if _in_transform_item(path):
-            yield doc.problem(path, "this transform is empty", "write a transform such as `- trim`")
-        else:
-            yield doc.problem(path, f"{_where(path)} is empty", "add at least one `key: value` line")
-    elif kind == "minLength":
-        yield doc.problem(path, f"{_where(path)} is empty", "write a value, or remove the line")
-    elif kind in ("minimum", "exclusiveMinimum"):
-        yield doc.problem(path, f"{_where(path)} must be at least {error.validator_value}, not {instance}",
-                          "give a positive number, or no number to use the Outreach limit")
-    elif kind == "dependentRequired":
-        yield doc.problem(path + ("default",), "`default` only works together with `value_map`",
-                          "put `default:` in the same list item as `value_map:`", key=True)
-    else:
-        yield doc.problem(path, custom or error.message, hint)
+            yield from super().explain_value(doc, failure)   # pattern, and the schema's own words
+
+
+_SCHEMA = _Schema(SCHEMA_PATH)
 
 
 def _in_transform_item(path: tuple) -> bool:
@@ -449,8 +223,8 @@ def _wrong_type(doc: _Document, path: tuple, error: jsonschema.ValidationError,
     if custom:
         message, _, hint = custom.partition(" — ")
         return doc.problem(path, message, hint)
-    words = _or([_TYPE_WORDS.get(t, t) for t in expected if t != "null"])
-    what = f"{_where(path)} must be {words}, not {_describe(instance)}"
+    words = _or([_Schema.TYPE_WORDS.get(t, t) for t in expected if t != "null"])
+    what = f"{_where(path)} must be {words}, not {_SCHEMA.describe(instance)}"
     if "string" in expected and not isinstance(instance, (dict, list)):
         hint = f'put it in quotes: `"{_yaml_text(instance)}"`' if instance is not None \
             else "write a value after the `:`"
@@ -1064,7 +838,7 @@ def analyse_text(text: str, file: str = "<mapping>", *, workbooks_fields: dict[s
     doc = _Document.parse(text, file)
     compiler = None
     if doc.data is not None:
-        doc.problems.extend(_schema_problems(doc))
+        doc.problems.extend(_SCHEMA.problems(doc))
         compiler = _Compiler(doc, workbooks_fields)
         compiler.run()
         if compiler.dropped and not any(p.is_error for p in doc.problems):
