@@ -542,8 +542,10 @@ class _Compiler:
 
     def _check_match_key(self, section: dict, fields_raw: list, path: tuple, target: str,
                          match_key: str) -> None:
+        # A malformed target (a list, a number) is reported by the schema; here it only must not crash.
         sent = {raw.get("target") for raw in fields_raw
-                if isinstance(raw, dict) and raw.get("direction", "send") in SEND_DIRECTIONS}
+                if isinstance(raw, dict) and raw.get("direction", "send") in SEND_DIRECTIONS
+                and isinstance(raw.get("target"), str)}
         where = path + ("match_key",) if "match_key" in section else path
         if match_key != "customId" and match_key not in sent:
             why = ("the plugin finds an existing prospect by email, and creates none without one"

@@ -136,7 +136,12 @@ class Document:
     @classmethod
     def parse(cls, text: str, file: str) -> "Document":
         doc = cls(file)
-        doc.loader = yaml.SafeLoader(text)
+        try:
+            # The reader rejects control characters (a NUL byte) as soon as it is built.
+            doc.loader = yaml.SafeLoader(text)
+        except yaml.YAMLError as exc:
+            doc.problems.extend(doc.yaml_problems(exc, text))
+            return doc
         try:
             node = doc.loader.get_single_node()
             if node is None:

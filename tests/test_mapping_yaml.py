@@ -288,3 +288,17 @@ def test_any_damaged_mapping_gives_problems_never_a_crash(text):
         assert problem.message
     if not any(p.is_error for p in problems):
         assert set(compiler.objects) == {"person", "organisation"}
+
+
+# --- input that once crashed the validator ---------------------------------------------------------
+
+def test_a_nul_byte_is_a_problem_not_a_crash(tmp_path):
+    problems = check(tmp_path, "version: 1\x00\n")
+    assert len(problems) == 1 and problems[0].line == 1
+    assert "not valid YAML" in problems[0].message
+
+
+def test_a_list_as_target_is_a_problem_not_a_crash(tmp_path):
+    text = mapping_text().replace("target: name", "target: [name]", 1)
+    problems = check(tmp_path, text)
+    assert any("`target` must be text, not a list" in p.message for p in problems)
