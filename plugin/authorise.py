@@ -340,26 +340,35 @@ SEND_RECEIVE_KEY = "send_receive"
 def enable_sync_process(workbooks, install: dict | None) -> str | None:
     """The installer creates "Outreach Send/Receive" disabled until Outreach is authorised (and a
     run that finds no tokens exits 2, which disables it): switch it on now. Failing to is not
-    fatal — the page says what to do instead."""
-    from .install import PROCESS_ENDPOINTS
+    fatal — the page says what to do instead. When Workbooks does not show `enabled` (R2.3),
+    or does not show it switched on after the write, the page asks a person to switch it on."""
+    from .install import AUTOMATION_MENU, PROCESS_ENDPOINTS
 
     recorded = ((install or {}).get("processes") or {}).get(SEND_RECEIVE_KEY) or {}
     if not recorded.get("id"):
         return None
     endpoint = PROCESS_ENDPOINTS["scheduled"]
     title = recorded.get("title") or "Outreach Send/Receive"
+    by_hand = (f"Now switch on the scheduled process '{title}' in Workbooks ({AUTOMATION_MENU}) and "
+               "check that it runs every minute: the sync starts with its next run.")
     try:
         rows = workbooks.get(endpoint, filters=[("id", "eq", recorded["id"])],
                              columns=["id", "lock_version", "enabled"], limit=1)
         if not rows:
             return f"The scheduled process '{title}' was not found: run the installer again."
         row = rows[0]
+        if row.get("enabled") is None:
+            # Workbooks does not show `enabled` (its API name is a guess, workbooks-api.md R2.3):
+            # writing it would be refused, or silently dropped. A person switches it on.
+            return by_hand
         if row.get("enabled") in (True, "true", "1", 1):
             return None
         result = workbooks.batch(endpoint, [{"__method": "PUT", "id": row["id"],
                                              "lock_version": row.get("lock_version") or 0, "enabled": True}])[0]
-        if result.ok:
+        if result.ok and result.affected.get("enabled") in (True, "true", "1", 1):
             return f"The scheduled process '{title}' is enabled: the sync starts within a minute."
+        if result.ok:
+            return by_hand        # accepted, yet not shown back as enabled: not to be trusted
         reason = "; ".join(result.errors) or "no reason given"
     except PluginError as exc:
         reason = str(exc)

@@ -21,6 +21,7 @@ from .workbooks import RESOURCE_TYPES, WorkbooksClient
 
 MANIFEST_PATH = Path(__file__).resolve().parent.parent / "manifest.yaml"
 KINDS = ("person", "organisation")
+STRING_LIMIT = 255          # workbooks-api.md §6.2: "string: up to 255 characters"
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,12 @@ def _candidates(workbooks: WorkbooksClient, kind: str) -> list[dict]:
         found = [{"title": f.get("title"), "column": f.get("name"), "id": 0}
                  for f in fields if str(f.get("name") or "").startswith("cf_")]
     return sorted(found, key=lambda c: int(c["id"] or 0))
+
+
+def write_limits(install: dict | None, kind: str) -> dict[str, int]:
+    """{logical key → most characters a value may have} for the plugin's fields on `kind` that
+    Workbooks holds as `string` (the installer's stand-in when it refused `text`, `url` or
+    `datetime`: install state `field_types`, see plugin/install.py)."""
+    kind = _kind(kind)
+    types = ((install or {}).get("field_types") or {}).get(kind) or {}
+    return {d.key: STRING_LIMIT for d in definitions(kind) if str(types.get(d.title) or "").lower() == "string"}

@@ -17,10 +17,23 @@ without tokens exits 2, which would disable it anyway); the authorisation enable
 
 The install state (`install`):
     {"plugin", "version", "installed_at",
-     "fields":    {"person": {title: value_column_name}, "organisation": {...}},
-     "field_ids": {"person": {title: id}, ...},
-     "processes": {key: {"id", "title", "kind"}},
+     "fields":      {"person": {title: value_column_name}, "organisation": {...}},
+     "field_ids":   {"person": {title: id}, ...},
+     "field_types": {"person": {title: data_type Workbooks holds}, ...},
+     "processes":   {key: {"id", "title", "kind"}},
      "oauth_client": {"client_id", "client_secret", "redirect_uri"}   (only what was given)}
+
+What Workbooks may not take (workbooks-api.md R2.2, R2.3 — no public source names these):
+* a field type: the URL, date-time and text `data_type` spellings are guesses. When Workbooks
+  refuses one, the field is created with the next type of `TYPE_FALLBACKS` (ending in `string`,
+  which R2.2 verifies); the type used is recorded in `field_types` and reported, and the engine
+  keeps what it writes within a `string` field's 255 characters (runner → SyncSettings).
+* `is_hidden` on fields and the schedule settings of processes (`frequency_minutes`, `enabled`,
+  `timeout_seconds`, `parameters`): under `_strict_attribute_checking` Workbooks refuses them, so
+  the row is sent again without them; in API-key mode they are silently dropped. Either way what
+  Workbooks did not keep is found by reading it back (an attribute Workbooks does not know is
+  absent from the record), and the administrator is told exactly what to set by hand; `--check`
+  reports the same as notices, not as drift.
 """
 from __future__ import annotations
 
@@ -47,6 +60,15 @@ _TYPE_ALIASES = {"url": {"url", "uri"}, "datetime": {"datetime", "date_time", "v
                  "date": {"date"}, "decimal": {"decimal"}}
 # Process settings the installer owns; an administrator's change to one is reported by --check.
 _OWNED_SETTINGS = ("script_name", "frequency_minutes", "timeout_seconds", "web_identifier")
+# The data_type values to try, in order, for a manifest type. Only `string` and `date` (R2.2)
+# and boolean/picklist/decimal (§6.3) are verified; the URL/date-time/text spellings are guesses.
+TYPE_FALLBACKS = {"url": ("url", "uri", "string"), "datetime": ("datetime", "date_time", "date", "string"),
+                  "text": ("text", "string")}
+# Attribute names the installer sends that no public source confirms (R2.2, R2.3).
+UNVERIFIED_FIELD_ATTRIBUTES = ("is_hidden",)
+UNVERIFIED_PROCESS_SETTINGS = ("frequency_minutes", "enabled", "timeout_seconds", "parameters")
+# Where an administrator finds processes in Workbooks (KB: Start > Configuration > Automation).
+AUTOMATION_MENU = "Configuration > Automation"
 
 
 class InstallConflict(ActionRequired):
@@ -59,6 +81,7 @@ class FieldFinding:
     definition: FieldDef
     found: dict | None = None          # the admin/custom_fields row, when one exists
     drift: str | None = None           # why the existing field cannot serve as this one
+    refused_types: list[str] = field(default_factory=list)   # data_types Workbooks refused (this install)
 
     @property
     def label(self) -> str:
@@ -72,6 +95,21 @@ class FieldFinding:
     def column(self) -> str | None:
         return (self.found or {}).get("value_column_name") or None
 
+    @property
+    def data_type(self) -> str:
+        return str((self.found or {}).get("data_type") or self.definition.data_type).lower()
+
+    @property
+    def stand_in(self) -> bool:
+        """The field exists with a fallback type instead of the manifest's (TYPE_FALLBACKS)."""
+        return bool(self.found) and not _type_matches(self.data_type, self.definition.data_type)
+
+    @property
+    def hidden_unknown(self) -> bool:
+        """A field that should be hidden, whose `is_hidden` Workbooks does not show (R2.2: the
+        attribute name is a guess), so it must be hidden by hand."""
+        return bool(self.definition.hidden and self.found and self.found.get("is_hidden") is None)
+
 
 @dataclass
 class ProcessFinding:
@@ -79,6 +117,7 @@ class ProcessFinding:
     found: dict | None = None
     missing_parameters: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)   # settings an administrator changed
+    unknown_settings: list[str] = field(default_factory=list)   # not shown by Workbooks: set by hand
 
     @property
     def label(self) -> str:
@@ -153,7 +192,7 @@ class Installer:
                 self.log.warning(f"{item.label} is {item.column}, but the install state records "
                                  f"{(recorded.get(item.kind) or {}).get(item.definition.title)}")
             else:
-                self.log.info(f"{item.label} is {item.column}")
+                self.log.info(f"{item.label} is {item.column}" + _type_words(item))
         for proc in survey.processes:
             if proc.found is None:
                 missing += 1
@@ -180,6 +219,9 @@ class Installer:
             drifted += 1
             self.log.warning(f"version {survey.install.get('version')} is installed, this bundle is "
                              f"{self.manifest.version}: run the installer to upgrade")
+        # Settings Workbooks' API does not show cannot be checked: say what to set by hand, every
+        # time, without counting them as missing (they never will show).
+        steps = self._report_manual_steps(survey)
         self.log.info("Outreach is authorised" if survey.authorised else
                       "Outreach is not authorised yet: open the 'Outreach Authorisation' web process")
         fields_ok = sum(1 for f in survey.fields if f.available and not f.drift)
@@ -189,7 +231,18 @@ class Installer:
         verdict = "all present" if not (missing or drifted) else f"{missing} missing, {drifted} drifted"
         return Outcome(1 if missing or drifted else 0,
                        f"check: {fields_ok} of {len(survey.fields)} fields, {procs_ok} of "
-                       f"{len(survey.processes)} processes, {state_words}; {verdict}")
+                       f"{len(survey.processes)} processes, {state_words}; {verdict}" + _steps_words(steps))
+
+    def _report_manual_steps(self, survey: Survey) -> int:
+        """Notice lines telling the administrator exactly what to set by hand in Workbooks; the
+        number of settings."""
+        steps = manual_steps(self.manifest, survey)
+        if steps:
+            self.log.notice("Workbooks' API did not take these settings (they have no published API "
+                            f"names); set them by hand in Workbooks ({AUTOMATION_MENU}, and the fields' settings):")
+            for step in steps:
+                self.log.notice(f"  - {step}")
+        return len(steps)
 
     # --- install ----------------------------------------------------------------------------------
     def install(self, *, oauth_client: dict | None = None) -> Outcome:
@@ -205,7 +258,8 @@ class Installer:
         # them by hand). Adopting them by title finishes that install instead of duplicating.
         adopted = [f for f in survey.fields if f.found] if survey.install is None else []
         for item in adopted:
-            self.log.notice(f"{item.label} already exists ({item.column}): adopted, not created again")
+            self.log.notice(f"{item.label} already exists ({item.column}{_type_words(item, brief=True)}): "
+                            "adopted, not created again")
 
         created_fields = self._create_fields([f for f in survey.fields if f.found is None])
         self._wait_until_available([f for f in survey.fields if not f.available])
@@ -217,9 +271,11 @@ class Installer:
         if created or updated:
             writes += self._record(survey, oauth_client)
 
+        steps = self._report_manual_steps(survey)
         if not (created_fields or created or updated or writes):
             return Outcome(0, f"install: nothing to do; version {self.manifest.version} is installed "
-                              f"({len(survey.fields)} fields, {len(survey.processes)} processes)")
+                              f"({len(survey.fields)} fields, {len(survey.processes)} processes)"
+                              + _steps_words(steps))
         verb = f"upgraded {previous} to" if previous and previous != self.manifest.version else "installed"
         parts = [f"{created_fields} fields created",
                  f"{len(adopted)} adopted" if adopted else None,
@@ -227,19 +283,54 @@ class Installer:
                  "install state recorded" if writes else None]
         tail = "" if survey.authorised else "; next: authorise Outreach"
         return Outcome(0, f"install: {verb} version {self.manifest.version}: "
-                          + ", ".join(p for p in parts if p) + tail)
+                          + ", ".join(p for p in parts if p) + tail + _steps_words(steps))
 
     def _create_fields(self, missing: list[FieldFinding]) -> int:
+        """Create the missing fields in batches (`_asynchronous_cf`). A row Workbooks refuses is
+        sent again: first without the unverified attributes when it sent any (R2.2: is_hidden is
+        a guess, refused under strict attribute checking), else with the next type of
+        TYPE_FALLBACKS (R2.2: only string and date are verified among the plain types)."""
         if not missing:
             return 0
-        created = self.wb.create_custom_fields([field_row(f.kind, f.definition) for f in missing],
-                                               asynchronous=True)
-        if len(created) != len(missing):
-            raise TransientError(f"Workbooks answered for {len(created)} of {len(missing)} new custom "
-                                 "fields; run the installer again to finish")
-        for item, row in zip(missing, created):
-            item.found = {"title": item.definition.title, **row}
-            self.log.info(f"{item.label} created ({item.column or 'column name pending'})")
+        plans = {id(item): {"types": list(TYPE_FALLBACKS.get(item.definition.data_type,
+                                                             (item.definition.data_type,))),
+                            "unverified": True} for item in missing}
+        pending = list(missing)
+        while pending:
+            rows = [field_row(item.kind, item.definition, data_type=plans[id(item)]["types"][0],
+                              unverified=plans[id(item)]["unverified"]) for item in pending]
+            results = self.wb.batch(FIELDS_ENDPOINT, [{**row, "__method": "POST"} for row in rows],
+                                    extra=[("_asynchronous_cf", "true")])
+            if len(results) != len(pending):
+                raise TransientError(f"Workbooks answered for {len(results)} of {len(pending)} new custom "
+                                     "fields; run the installer again to finish")
+            retry = []
+            for item, row, result in zip(pending, rows, results):
+                plan = plans[id(item)]
+                if result.ok:
+                    item.found = {"title": item.definition.title, "data_type": row["data_type"],
+                                  **{k: v for k, v in result.affected.items() if v is not None or k == "id"}}
+                    self.log.info(f"{item.label} created ({item.column or 'column name pending'})"
+                                  + _type_words(item))
+                    continue
+                reason = "; ".join(result.errors) or "no reason given"
+                sent_unverified = [a for a in UNVERIFIED_FIELD_ATTRIBUTES if a in row]
+                if sent_unverified and (any(a in reason for a in sent_unverified) or "data_type" not in reason):
+                    plan["unverified"] = False
+                    self.log.debug(f"{item.label}: Workbooks refused {', '.join(sent_unverified)} ({reason}); "
+                                   "creating it without")
+                    retry.append(item)
+                    continue
+                item.refused_types.append(row["data_type"])
+                plan["types"].pop(0)
+                if not plan["types"]:
+                    raise InstallConflict(f"Workbooks refused to create the {item.label} as any of "
+                                          f"{', '.join(item.refused_types)} (last answer: {reason}); "
+                                          "the fields created so far are kept and adopted by the next install")
+                self.log.debug(f"{item.label}: Workbooks refused the type '{row['data_type']}' ({reason}); "
+                               f"trying '{plan['types'][0]}'")
+                retry.append(item)
+            pending = retry
         return len(missing)
 
     def _wait_until_available(self, pending: list[FieldFinding]) -> None:
@@ -283,11 +374,17 @@ class Installer:
             endpoint = PROCESS_ENDPOINTS[proc.definition.kind]
             if proc.found is None:
                 wanted = process_row(proc.definition, enabled=survey.authorised)
-                result = self._write_one(endpoint, {"__method": "POST", **wanted}, proc.label)
-                proc.found = {**wanted, "id": result.id, "lock_version": result.lock_version}
+                result = self._create_process(endpoint, wanted, proc.label)
+                proc.found = {**{k: v for k, v in wanted.items() if k not in UNVERIFIED_PROCESS_SETTINGS},
+                              **{k: v for k, v in result.affected.items() if v is not None},
+                              "id": result.id, "lock_version": result.lock_version}
+                # What Workbooks shows back is what it kept (an unknown attribute is absent).
+                proc.unknown_settings = [n for n in UNVERIFIED_PROCESS_SETTINGS
+                                         if n in wanted and proc.found.get(n) is None]
                 created += 1
-                how = "" if proc.definition.kind != "scheduled" else \
-                    (", enabled" if survey.authorised else ", disabled until Outreach is authorised")
+                enabled = proc.found.get("enabled")
+                how = "" if proc.definition.kind != "scheduled" or enabled is None else \
+                    (", enabled" if enabled else ", disabled until Outreach is authorised")
                 self.log.info(f"the {proc.label} created (id {result.id}{how})")
             elif proc.missing_parameters:
                 # An upgrade adds new parameters with their defaults and keeps every value an
@@ -304,8 +401,23 @@ class Installer:
                 proc.missing_parameters = []
         return created, updated
 
-    def _write_one(self, endpoint: str, row: dict, label: str):
-        result = self.wb.batch(endpoint, [row])[0]
+    def _create_process(self, endpoint: str, wanted: dict, label: str):
+        """Create a process; when Workbooks refuses it and unverified settings were sent (R2.3:
+        their API names are guesses; strict attribute checking reports them), create it again
+        with the verified fields only."""
+        result = self.wb.batch(endpoint, [{"__method": "POST", **wanted}])[0]
+        if result.ok:
+            return result
+        dropped = [n for n in UNVERIFIED_PROCESS_SETTINGS if n in wanted]
+        if not dropped or result.stale:
+            return self._write_one(endpoint, {"__method": "POST", **wanted}, label, result=result)
+        self.log.info(f"the {label}: Workbooks refused {', '.join(dropped)} "
+                      f"({'; '.join(result.errors) or 'no reason given'}); creating it without")
+        verified = {k: v for k, v in wanted.items() if k not in UNVERIFIED_PROCESS_SETTINGS}
+        return self._write_one(endpoint, {"__method": "POST", **verified}, label)
+
+    def _write_one(self, endpoint: str, row: dict, label: str, *, result=None):
+        result = result or self.wb.batch(endpoint, [row])[0]
         if not result.ok:
             if result.stale:
                 raise TransientError(f"the {label} was changed while installing; run the installer again")
@@ -325,9 +437,12 @@ class Installer:
             # Kept from the first install, so an unchanged reinstall compares equal.
             "installed_at": previous.get("installed_at") or _utc_now(),
         }
+        record["field_types"] = {kind: {} for kind in RESOURCE_TYPES}
         for item in survey.fields:
             record["fields"][item.kind][item.definition.title] = item.column
             record["field_ids"][item.kind][item.definition.title] = item.found.get("id")
+            # The runner keeps what it writes within a `string` stand-in's 255 characters.
+            record["field_types"][item.kind][item.definition.title] = item.data_type
         for proc in survey.processes:
             if proc.found is not None:
                 record["processes"][proc.definition.key] = {
@@ -400,7 +515,8 @@ def _match_field(kind: str, definition: FieldDef, existing: list[dict], recorded
     # Several fields with our title: the one we recorded wins, else the only one of our type.
     chosen = next((f for f in same_title if recorded_column and f.get("value_column_name") == recorded_column), None)
     if chosen is None:
-        typed = [f for f in same_title if _type_matches(f.get("data_type"), definition.data_type)]
+        typed = [f for f in same_title if _type_matches(f.get("data_type"), definition.data_type)] or \
+            [f for f in same_title if _type_serves(f.get("data_type"), definition.data_type)]
         if len(typed) > 1:
             finding.found = typed[0]
             finding.drift = (f"exists {len(typed)} times "
@@ -409,9 +525,10 @@ def _match_field(kind: str, definition: FieldDef, existing: list[dict], recorded
             return finding
         chosen = typed[0] if typed else same_title[0]
     finding.found = dict(chosen)
-    if not _type_matches(chosen.get("data_type"), definition.data_type):
-        finding.drift = (f"is a '{chosen.get('data_type')}' field, but the plugin needs "
-                         f"'{definition.data_type}': rename or delete that field, then install again")
+    if not _type_serves(chosen.get("data_type"), definition.data_type):
+        wanted = " or ".join(f"'{t}'" for t in TYPE_FALLBACKS.get(definition.data_type, (definition.data_type,)))
+        finding.drift = (f"is a '{chosen.get('data_type')}' field, but the plugin needs {wanted}: "
+                         "rename or delete that field, then install again")
     return finding
 
 
@@ -423,9 +540,13 @@ def _match_process(proc: ProcessDef, listed: list[dict], recorded_id) -> Process
     if found is None:
         return finding
     finding.found = dict(found)
-    current = parameters_of(found)
-    finding.missing_parameters = [name for name in proc.parameters if name not in current]
     wanted = process_row(proc, enabled=True)
+    # A setting Workbooks does not show (its API name is a guess, R2.3) is set by hand, never
+    # counted as missing: it would be missing forever.
+    finding.unknown_settings = [n for n in UNVERIFIED_PROCESS_SETTINGS if n in wanted and found.get(n) is None]
+    current = parameters_of(found)
+    if "parameters" not in finding.unknown_settings:
+        finding.missing_parameters = [name for name in proc.parameters if name not in current]
     for name in _OWNED_SETTINGS:
         if name in wanted and found.get(name) not in (None, "") and str(found[name]) != str(wanted[name]):
             finding.differences.append(f"{name} is {found[name]!r}, the manifest says {wanted[name]!r}")
@@ -437,13 +558,16 @@ def _match_process(proc: ProcessDef, listed: list[dict], recorded_id) -> Process
 
 # --- what goes on the wire ---------------------------------------------------------------------------
 
-def field_row(kind: str, definition: FieldDef) -> dict:
-    """An `admin/custom_fields` create row for one manifest field. `is_hidden` keeps the field
-    off forms until an administrator adds it to a layout (R2.2: the attribute name is a guess)."""
-    row = {"title": definition.title, "resource_type": RESOURCE_TYPES[kind], "data_type": definition.data_type,
-           "is_hidden": definition.hidden,
+def field_row(kind: str, definition: FieldDef, *, data_type: str | None = None, unverified: bool = True) -> dict:
+    """An `admin/custom_fields` create row for one manifest field, as `data_type` (default the
+    manifest's). `is_hidden` keeps the field off forms until an administrator adds it to a layout
+    (R2.2: the attribute name is a guess; `unverified=False` leaves it out)."""
+    data_type = data_type or definition.data_type
+    row = {"title": definition.title, "resource_type": RESOURCE_TYPES[kind], "data_type": data_type,
            "description": definition.description or f"Outreach Sync plugin field '{definition.key}'"}
-    if definition.data_type == "boolean":
+    if unverified:
+        row["is_hidden"] = definition.hidden
+    if data_type == "boolean":
         row["default_value_boolean"] = False
     return row
 
@@ -486,6 +610,67 @@ def _same_title(a, b) -> bool:
 
 def _type_matches(actual, wanted: str) -> bool:
     return str(actual or "").lower() in _TYPE_ALIASES.get(wanted, {wanted})
+
+
+def _type_serves(actual, wanted: str) -> bool:
+    """The field's type is the manifest's or one of its stand-ins (TYPE_FALLBACKS)."""
+    return any(_type_matches(actual, t) for t in TYPE_FALLBACKS.get(wanted, (wanted,)))
+
+
+def _type_words(item: FieldFinding, *, brief: bool = False) -> str:
+    if not item.stand_in:
+        return ""
+    if brief:
+        return f", a '{item.data_type}' field"
+    refused = f" (Workbooks refused {', '.join(repr(t) for t in item.refused_types)})" if item.refused_types else ""
+    notes = {"string": "; the plugin keeps what it writes there within 255 characters",
+             "date": "; it keeps the day, not the time of day"}
+    return (f": a '{item.data_type}' field standing in for '{item.definition.data_type}'{refused}"
+            + notes.get(item.data_type, ""))
+
+
+def _steps_words(steps: int) -> str:
+    if not steps:
+        return ""
+    return f"; {steps} setting{'s' if steps != 1 else ''} to make by hand in Workbooks (see the notices above)"
+
+
+def manual_steps(manifest: Manifest, survey: Survey) -> list[str]:
+    """What the administrator must set by hand in the Workbooks UI because its API did not show
+    (so did not take) it: the processes' schedule settings (R2.3) and hidden fields (R2.2)."""
+    steps: list[str] = []
+    for proc in survey.processes:
+        if proc.found is None or not proc.unknown_settings:
+            continue
+        definition = proc.definition
+        where = f"the {proc.label}"
+        unknown = set(proc.unknown_settings)
+        if "frequency_minutes" in unknown and definition.every_minutes:
+            steps.append(f"{where}: run it every {definition.every_minutes} "
+                         f"minute{'s' if definition.every_minutes != 1 else ''}")
+        if "timeout_seconds" in unknown:
+            steps.append(f"{where}: maximum run time {definition.max_run_time_seconds} seconds")
+        if "enabled" in unknown and definition.kind == "scheduled":
+            steps.append(f"{where}: switch it on once Outreach is authorised" +
+                         (" (it is): make sure it is on" if survey.authorised else
+                          " with the 'Outreach Authorisation' web process (a run before that exits 2, "
+                          "which switches the process off)"))
+        if "parameters" in unknown and definition.parameters:
+            values = ", ".join(f"{name} = {_parameter_text(value)}" for name, value in definition.parameters.items())
+            steps.append(f"{where}: script parameters {values} (optional: the script uses these values "
+                         "when a parameter is not set; set one only to change it)")
+    hidden = sorted({item.definition.title for item in survey.fields if item.hidden_unknown})
+    for title in hidden:
+        kinds = " and ".join(KIND_WORDS[k] for k in RESOURCE_TYPES
+                             if any(i.kind == k and i.definition.title == title and i.hidden_unknown
+                                    for i in survey.fields))
+        steps.append(f"the field '{title}' on {kinds}: hide it (keep it off the forms); it holds what the "
+                     "plugin last sent, and editing it by hand only makes the next run send the record again")
+    return steps
+
+
+def _parameter_text(value) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _utc_now() -> str:

@@ -73,6 +73,20 @@ def normalise_emails(emails: Iterable[str | None]) -> list[str]:
     return list(seen)
 
 
+def email_search_forms(emails: Iterable[str | None]) -> list[str]:
+    """The values to look emails up by: each email as given (stripped) and lower-cased,
+    de-duplicated, blanks dropped. Whether Outreach's `filter[emails]` ignores case is not known
+    (outreach-api.md R2.3): an exact-matching server still finds a prospect stored with the
+    given mixed case, and a case-insensitive one answers the same prospect twice (merged by id)."""
+    seen: dict[str, None] = {}
+    for email in emails:
+        text = (email or "").strip()
+        if text:
+            seen.setdefault(text, None)
+            seen.setdefault(text.lower(), None)
+    return list(seen)
+
+
 def _needs_new_syntax(value: str) -> bool:
     """The legacy filter syntax reads `,` as OR and `..` as a range."""
     return "," in value or ".." in value
@@ -254,10 +268,11 @@ class OutreachClient:
         return [item for page in self.iter_pages(path, params) for item in page]
 
     def find_prospects_by_emails(self, emails: Iterable[str | None]) -> list[dict]:
-        """Prospects having any of `emails` (normalised to lower case). Plain values are OR-ed in
+        """Prospects having any of `emails`, each searched as given and lower-cased
+        (`email_search_forms`; callers compare case-insensitively). Plain values are OR-ed in
         `filter[emails]=a,b,c` chunks; a value with `,` or `..` (which the legacy syntax would
         read as OR / range) is looked up alone with `newFilterSyntax=true`."""
-        values = normalise_emails(emails)
+        values = email_search_forms(emails)
         plain = [v for v in values if not _needs_new_syntax(v)]
         special = [v for v in values if _needs_new_syntax(v)]
         found: dict[Any, dict] = {}

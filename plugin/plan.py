@@ -33,6 +33,55 @@ ORGANISATION = ObjectKind("organisation", "crm/organisations", "account", "accou
 PERSON = ObjectKind("person", "crm/people", "prospect", "prospects", "externalId", "people")
 
 
+_TRUE_WORDS = frozenset({"true", "t", "on", "1", "yes", "y"})      # workbooks-api.md §4.1
+
+
+def flag_value(value: Any) -> bool:
+    """A Workbooks checkbox as read back: JSON true/false (§3.4 [O]), or a word (§4.1)."""
+    if isinstance(value, bool):
+        return value
+    return value is not None and str(value).strip().lower() in _TRUE_WORDS
+
+
+def outside_pickup(row: dict, columns: dict[str, str]) -> str | None:
+    """Why a record the pick-up query returned does not meet that query's own flags, or None.
+    Workbooks may drop a filter on a column it does not know (workbooks-api.md §3.2 is silent;
+    emulator switch `unknown_filter_field`), which would make the query match everything: a
+    record only counts as picked up when it carries the flag values asked for (a column Workbooks
+    does not know reads null, §3.3, so Sync to Outreach is then not ticked)."""
+    if not flag_value(row.get(columns["sync"])):
+        return "Sync to Outreach is not ticked"
+    if flag_value(row.get(columns["sync_error"])):
+        return "Outreach Sync Error is ticked"
+    if flag_value(row.get(columns["duplicate"])):
+        return "Outreach Duplicate is ticked"
+    return None
+
+
+class PickupGuard:
+    """`outside(...)`: skip a record `outside_pickup` rejects, warning once per run."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self.skipped = 0
+
+    def outside(self, row: dict, columns: dict[str, str], label: str) -> bool:
+        reason = outside_pickup(row, columns)
+        if reason is None:
+            return False
+        if not self.skipped:
+            self.log.warning(f"Workbooks returned {label} the pick-up query excludes (e.g. id {row.get('id')}: "
+                             f"{reason}), so it did not apply one of its filters; such records are skipped. "
+                             "Check the plugin's fields with the installer's --check")
+        self.skipped += 1
+        return True
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` within `limit` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[:max(0, limit - 1)] + "…"
+
+
 def valid_email(value: Any) -> bool:
     return isinstance(value, str) and bool(_EMAIL.match(value))
 

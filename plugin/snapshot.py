@@ -5,20 +5,54 @@ Values are stored as short hashes, not verbatim: the field stays small whatever 
 (a 10,000-character biography costs 12 characters), and no personal data is duplicated.
 Relationships (account, owner) and the Employer id are kept verbatim because they are small ids
 the planner needs to reason about (see `plan_account`).
+
+The field may be a 255-character `string` (Workbooks refused `text`: workbooks-api.md R2.2, §6.2),
+where the readable form (version 1, JSON, ~30 characters per attribute) does not fit a mapping of
+more than about eight attributes. `dump(limit)` then writes, in the first form that fits:
+
+* version 2, `2<w>;acc;own;emp;asg;<tokens>`: per attribute one token of `w` base64 characters
+  (8 down to 4, i.e. 48 to 24 bits) of a hash of (attribute name, value hash), sorted, names not
+  stored. An attribute is unchanged when its token is present. 30 attributes fit at w=6.
+* version 3, `3;acc;own;emp;asg;<digest>`: one digest of every (name, value hash) pair; any
+  change then re-sends every mapped attribute (one PATCH, as any change costs), nothing is lost.
+
+Both are sound: a token or digest only ever says "unchanged" for the value that was sent (a false
+"unchanged" needs a hash collision: 2^-24 per changed attribute at the narrowest), and what cannot
+be told apart is sent again. Version 2 cannot say which token belonged to an attribute that has
+since changed, so `changed_attributes` names the tokens it matches, and `with_sent` keeps only
+named entries: an attribute absent from the mapping at that time (skip_empty) loses its token and
+is re-sent once when it comes back.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 VERSION = 1
+TOKEN_WIDTHS = (8, 7, 6, 5, 4)
+DIGEST_WIDTH = 16
 
 
 def value_hash(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _token(name: str, hashed: str, width: int) -> str:
+    digest = hashlib.sha1(f"{name}\0{hashed}".encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:width]
+
+
+def _digest(pairs: dict[str, str]) -> str:
+    canonical = json.dumps(sorted(pairs.items()), separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(hashlib.sha1(canonical.encode("utf-8")).digest()).decode("ascii")[:DIGEST_WIDTH]
+
+
+def _id_or_none(text: str) -> int | None:
+    return int(text) if text.strip().lstrip("-").isdigit() else None
 
 
 @dataclass
@@ -28,6 +62,14 @@ class Snapshot:
     owner: int | None = None
     employer: int | None = None
     assignee: int | None = None      # the Assigned To queue the owner was worked out from
+    # Read from a compact form (version 2 / 3), not yet matched to attribute names:
+    tokens: frozenset[str] | None = None
+    width: int = 0
+    digest: str | None = None
+    # The attribute names the last changed_attributes/with_sent dealt with: the mapping's current
+    # set, which a digest (version 3) must cover exactly (names the mapping no longer sends would
+    # make it differ on every run).
+    scope: frozenset[str] | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: str | None) -> "Snapshot":
@@ -36,6 +78,8 @@ class Snapshot:
         if not text:
             return cls()
         try:
+            if text.startswith(("2", "3")) and ";" in text:
+                return cls._parse_compact(text)
             data = json.loads(text)
             if data.get("v") != VERSION:
                 return cls()
@@ -44,25 +88,69 @@ class Snapshot:
         except (ValueError, TypeError, AttributeError):
             return cls()
 
-    def dump(self) -> str:
+    @classmethod
+    def _parse_compact(cls, text: str) -> "Snapshot":
+        head, acc, own, emp, asg, body = text.split(";", 5)
+        ids = dict(account=_id_or_none(acc), owner=_id_or_none(own), employer=_id_or_none(emp),
+                   assignee=_id_or_none(asg))
+        if head == "3" and len(body) == DIGEST_WIDTH:
+            return cls(digest=body, **ids)
+        width = int(head[1:]) if head[:1] == "2" and head[1:].isdigit() else 0
+        if width not in TOKEN_WIDTHS or len(body) % width:
+            return cls()
+        return cls(tokens=frozenset(body[i:i + width] for i in range(0, len(body), width)), width=width, **ids)
+
+    def dump(self, limit: int | None = None) -> str:
+        """The stored text; within `limit` characters when given (a `string` field holds 255):
+        the readable JSON form if it fits, else the compact forms described above."""
         data: dict[str, Any] = {"v": VERSION, "a": dict(sorted(self.attributes.items()))}
         for key, value in (("acc", self.account), ("own", self.owner), ("emp", self.employer),
                            ("asg", self.assignee)):
             if value is not None:
                 data[key] = value
-        return json.dumps(data, separators=(",", ":"))
+        text = json.dumps(data, separators=(",", ":"))
+        if limit is None or len(text) <= limit:
+            return text
+        ids = ";".join("" if v is None else str(v) for v in (self.account, self.owner, self.employer, self.assignee))
+        for width in TOKEN_WIDTHS:
+            tokens = sorted({_token(name, hashed, width) for name, hashed in self.attributes.items()})
+            text = f"2{width};{ids};" + "".join(tokens)
+            if len(text) <= limit:
+                return text
+        current = self.attributes if self.scope is None else \
+            {name: hashed for name, hashed in self.attributes.items() if name in self.scope}
+        return f"3;{ids};{_digest(current)}"
 
     def changed_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """The mapped attributes whose value differs from what was last sent. Attributes absent
-        from `attributes` (e.g. skip_empty with an empty source) are left alone in Outreach."""
-        return {name: value for name, value in attributes.items()
-                if self.attributes.get(name) != value_hash(value)}
+        from `attributes` (e.g. skip_empty with an empty source) are left alone in Outreach.
+        A compact snapshot learns here which attribute each matching token stands for."""
+        hashed = {name: value_hash(value) for name, value in attributes.items()}
+        self.scope = frozenset(attributes)
+        if self.digest is not None:
+            if _digest(hashed) != self.digest:
+                return dict(attributes)          # cannot tell which: all are sent again
+            self.attributes.update(hashed)
+            self.digest = None
+            return {}
+        changed = {}
+        for name, value in attributes.items():
+            if self.attributes.get(name) == hashed[name]:
+                continue
+            if self.tokens is not None and _token(name, hashed[name], self.width) in self.tokens:
+                self.attributes[name] = hashed[name]
+                continue
+            changed[name] = value
+        return changed
 
     def with_sent(self, attributes: dict[str, Any], *, account: Any = ..., owner: Any = ...,
                   employer: Any = ..., assignee: Any = ...) -> "Snapshot":
+        """What Outreach holds after sending `attributes`. Unmatched compact entries (tokens,
+        digest) are dropped: they may stand for values just replaced."""
         merged = dict(self.attributes)
         merged.update({name: value_hash(value) for name, value in attributes.items()})
-        return Snapshot(attributes=merged,
+        scope = None if self.scope is None else self.scope | frozenset(attributes)
+        return Snapshot(attributes=merged, scope=scope,
                         account=self.account if account is ... else account,
                         owner=self.owner if owner is ... else owner,
                         employer=self.employer if employer is ... else employer,

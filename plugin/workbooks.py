@@ -363,6 +363,7 @@ class WorkbooksClient:
         self.login_info: dict = {}
         self._logging_seq = 0
         self._logged_in = False
+        self._learned: list[str] = []      # secrets a login handed us, used or not (redacted all the same)
         # Cookies are managed explicitly (the session cookie only, only in session mode), so an
         # API-key client never drifts into session mode because a response set a cookie.
         http.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -393,7 +394,7 @@ class WorkbooksClient:
         return self.api_key is None
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.api_key, self.session_id, self.authenticity_token) if s]
+        return [s for s in (self.api_key, self.session_id, self.authenticity_token, *self._learned) if s]
 
     # --- login / logout ----------------------------------------------------------------------------
     def login(self) -> dict:
@@ -407,6 +408,9 @@ class WorkbooksClient:
         # A reconnect may consume the old session id, so it is not replayed after an ambiguous
         # failure; an API-key login has no such effect.
         payload = self._call("POST", "login", params, idempotent=not self.session_mode, login=True)
+        # An API-key login still opens a session we never use: its id and token are secrets too,
+        # and a server error body may quote them.
+        self._learned += [str(payload[k]) for k in ("session_id", "authenticity_token") if payload.get(k)]
         self.login_info = {k: v for k, v in payload.items()
                            if k not in ("session_id", "authenticity_token", "my_queues")}
         if self.session_mode:

@@ -70,7 +70,25 @@ def test_find_prospects_by_emails_is_batched_and_normalised(stack, outreach_serv
                                                                 "person1@example.com", None, ""]
     found = stack.outreach.find_prospects_by_emails(wanted)
     assert len(found) == 121
+    # each mixed-case email is also searched lower-cased (R2.3): 242 distinct forms → 5 chunks of 50
+    assert app.count_of("GET", r"/api/v2/prospects$") - before == 5
+    before = app.count_of("GET", r"/api/v2/prospects$")
+    lower = [f"person{i}@example.com" for i in range(120)] + ["mixed.case@example.com", "nobody@example.com"]
+    assert len(stack.outreach.find_prospects_by_emails(lower)) == 121
     assert app.count_of("GET", r"/api/v2/prospects$") - before == 3          # 122 distinct → 3 chunks
+
+
+def test_find_prospects_by_emails_under_exact_matching(stack, outreach_server):
+    # outreach-api.md R2.3: filter[emails] may match case exactly (email_filter_case_insensitive
+    # False), and perhaps only the primary email (email_filter_matches "primary"): the form given
+    # and the lower-cased form are both searched, so a prospect stored in either is found
+    app = outreach_server.app
+    app.config.update(email_filter_case_insensitive=False, email_filter_matches="primary")
+    mixed = app.insert("prospects", {"emails": ["Sally@Acme.com"], "externalId": "wb-db1-person-7"})
+    lower = app.insert("prospects", {"emails": ["bob@acme.com"]})
+    found = stack.outreach.find_prospects_by_emails(["Sally@Acme.com", "Bob@Acme.com"])
+    assert sorted(p["id"] for p in found) == sorted([mixed["id"], lower["id"]])
+    assert stack.outreach.find_prospects_by_emails(["sally@acme.com"]) == []      # cannot guess the case
 
 
 def test_odd_emails_are_looked_up_alone_with_the_new_syntax(stack, outreach_server):

@@ -11,7 +11,7 @@ from plugin import errors
 from plugin.deadline import Deadline
 from plugin.fields import BUILT_IN, definitions
 from plugin.http import parse_retry_hint
-from plugin.outreach import chunk_values, first_rate_value, normalise_emails, relationship
+from plugin.outreach import chunk_values, email_search_forms, first_rate_value, normalise_emails, relationship
 from plugin.redact import Redactor, redact
 from plugin.workbooks import (NO_VALUE, NULL_VALUE, _and_filter, encode_batch, encode_filter_value,
                               format_datetime, parse_batch_response, parse_datetime, wire_name)
@@ -263,6 +263,12 @@ def test_batch_results_unchanged_update_keeps_version():
 
 def test_normalise_emails():
     assert normalise_emails([" A@B.com", "a@b.com", None, "", "c@d.com"]) == ["a@b.com", "c@d.com"]
+
+
+def test_email_search_forms_keep_the_given_case_and_add_lower_case():
+    # outreach-api.md R2.3: whether filter[emails] ignores case is unknown
+    assert email_search_forms([" A@B.com", "a@b.com", None, "", "c@d.com", "A@B.com"]) == [
+        "A@B.com", "a@b.com", "c@d.com"]
 
 
 def test_chunk_values_by_count_and_length():

@@ -211,7 +211,7 @@ def test_queues_custom_fields_and_metadata(workbooks_server):
     titles = {f["title"] for f in wb.custom_fields("person")}
     assert "Outreach Id" in titles
     pending = wb.create_custom_fields([{"title": "Later Field", "resource_type": "Private::Crm::Person",
-                                        "data_type": "text"}], asynchronous=True)
+                                        "data_type": "string"}], asynchronous=True)
     assert pending[0]["status"].lower() != "available"
     types = wb.metadata_types(["Private::Crm::Person"])
     assert types and types[0]["class_name"] == "Private::Crm::Person"
@@ -257,6 +257,33 @@ def test_batch_reports_each_row_including_stale_lock_versions(workbooks_server):
     assert deleted.ok
     assert app.record("people", b["id"])["person_job_title"] is None      # the user's edit is kept
     assert app.record("people", b["id"])["name"] == "Edited By A User"
+
+
+@pytest.mark.parametrize("shape", ["full", "failures_only", "row_errors_only"])
+@pytest.mark.parametrize("per_object_top_success", [False, True])
+def test_stale_lock_version_is_detected_whatever_the_failure_shape(workbooks_server, shape, per_object_top_success):
+    # workbooks-api.md §4.4, R2.4: the stale lock_version JSON is unknown; the emulator's switch
+    # failure_shape gives each plausible reading, and parse_batch_response must see "stale" in all
+    app = workbooks_server.app
+    app.config.update(failure_shape=shape, per_object_failure_top_success=per_object_top_success)
+    a, b = _people(app, 2)
+    app.edit("people", b["id"], {"name": "Edited By A User"})
+    wb = api_key_client(workbooks_server)
+    (alone,) = wb.batch(PEOPLE, [{"__method": "PUT", "id": b["id"], "lock_version": b["lock_version"],
+                                  "person_job_title": "CTO"}])
+    assert not alone.ok and alone.stale, alone
+    fine, stale = wb.batch(PEOPLE, [
+        {"__method": "PUT", "id": a["id"], "lock_version": a["lock_version"], "person_job_title": "CEO"},
+        {"__method": "PUT", "id": b["id"], "lock_version": b["lock_version"], "person_job_title": "CTO"}])
+    assert not stale.ok and stale.stale
+    if shape == "failures_only":
+        # no per-object information: which object failed cannot be told, so neither counts as
+        # saved (a caller re-reads both and writes again: the saved one then changes nothing)
+        assert not fine.ok and fine.stale
+    else:
+        assert fine.ok and fine.lock_version == a["lock_version"] + 1
+    assert app.record("people", a["id"])["person_job_title"] == "CEO"      # saved (per-object transactions)
+    assert app.record("people", b["id"])["person_job_title"] is None
 
 
 def test_batch_validation_failures_are_per_row(workbooks_server):

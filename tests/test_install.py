@@ -17,6 +17,16 @@ TITLES = [f.title for f in MANIFEST.custom_fields("person")]
 
 @pytest.fixture
 def plugin(workbooks_server, tmp_path):
+    """The emulator's earlier, lenient model: the made-up schedule/hidden attribute names exist
+    and every guessed data_type is accepted (switches unverified_attributes, custom_field_data_types).
+    The strict defaults have their own tests below (`strict`)."""
+    workbooks_server.app.config.update(unverified_attributes=True, custom_field_data_types="reference")
+    return Plugin(workbooks_server, tmp_path)
+
+
+@pytest.fixture
+def strict(workbooks_server, tmp_path):
+    """The Workbooks emulator's defaults: made-up attribute names unknown, verified types only."""
     return Plugin(workbooks_server, tmp_path)
 
 
@@ -324,3 +334,185 @@ def test_invalid_manifest_is_refused_with_file_and_line(plugin, tmp_path):
         "not 'often'",
         "[error] install failed: the plugin manifest is invalid (1 problem)"]
     assert plugin.fields() == []
+
+
+# --- the strict readings of the Workbooks emulator (workbooks-api.md R2.2, R2.3) --------------------------
+
+STAND_INS = {"Outreach URL": "string", "Outreach Error Message": "string", "Outreach Last Synced": "date",
+             "Outreach Sync Snapshot": "string"}
+
+
+def _manual_steps(run) -> list[str]:
+    return [line[len("[notice]   - "):] for line in run.lines if line.startswith("[notice]   - ")]
+
+
+def _assert_manual_steps(run, *, authorised: bool = False) -> None:
+    steps = _manual_steps(run)
+    assert "the scheduled process 'Outreach Send/Receive': run it every 1 minute" in steps
+    assert "the scheduled process 'Outreach Send/Receive': maximum run time 300 seconds" in steps
+    assert ("the scheduled process 'Outreach Send/Receive': switch it on once Outreach is authorised"
+            + (" (it is): make sure it is on" if authorised else
+               " with the 'Outreach Authorisation' web process (a run before that exits 2, which switches "
+               "the process off)")) in steps
+    assert any(s.startswith("the scheduled process 'Outreach Send/Receive': script parameters "
+                            "outreach_api_url = https://api.outreach.io/api/v2, ") and "dry_run = false" in s
+               and "outreach_hourly_budget = 8000" in s for s in steps)
+    assert "the web process 'Outreach Authorisation': maximum run time 60 seconds" in steps
+    assert any(s.startswith("the field 'Outreach Sync Snapshot' on People and Organisations: hide it") for s in steps)
+    assert len(steps) == 7, steps
+
+
+def test_install_copes_with_refused_types_and_unknown_settings_in_api_key_mode(strict):
+    # Emulator defaults: custom_field_data_types "verified" refuses url/text/datetime (R2.2 [I]);
+    # unverified_attributes False: is_hidden and the schedule settings are silently dropped in
+    # API-key mode (§2.1 [O]). The install succeeds with stand-in types and tells the
+    # administrator exactly what to set by hand.
+    run = strict.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
+
+    assert run.returncode == 0, run.output
+    assert run.summary == ("[notice] install: installed version 0.1.0: 16 fields created, 2 processes created, "
+                           "install state recorded; next: authorise Outreach; 7 settings to make by hand in "
+                           "Workbooks (see the notices above)")
+    assert ("[info] People: field 'Outreach URL' created (cf_person_outreach_url): a 'string' field standing in "
+            "for 'url' (Workbooks refused 'url', 'uri'); the plugin keeps what it writes there within 255 "
+            "characters") in run.lines
+    assert ("[info] Organisations: field 'Outreach Last Synced' created (cf_organisation_outreach_last_synced): "
+            "a 'date' field standing in for 'datetime' (Workbooks refused 'datetime', 'date_time'); it keeps the "
+            "day, not the time of day") in run.lines
+    _assert_manual_steps(run)
+    for resource_type in (PERSON, ORGANISATION):
+        fields = by_title(strict.fields(resource_type))
+        assert sorted(fields) == sorted(TITLES)
+        for title, field in fields.items():
+            assert field["data_type"] == STAND_INS.get(title, field["data_type"])
+            assert "is_hidden" not in field
+    install = strict.state("install")
+    for kind in ("person", "organisation"):
+        assert {t: install["field_types"][kind][t] for t in STAND_INS} == STAND_INS
+        assert install["field_types"][kind]["Sync to Outreach"] == "boolean"
+    [scheduled] = strict.processes("scheduled_actions")
+    assert scheduled["script_name"] == "scripts/outreach_send_receive.py"
+    assert not {"frequency_minutes", "enabled", "timeout_seconds", "parameters"} & set(scheduled)
+    assert install["processes"]["send_receive"]["id"] == scheduled["id"]
+
+    # --check: the same steps as notices, never counted as missing or drifted
+    strict.wb.app.reset_counts()
+    check = strict.install("--check")
+    assert check.returncode == 0, check.output
+    assert check.summary == ("[notice] check: 16 of 16 fields, 2 of 2 processes, install state version 0.1.0; "
+                             "all present; 7 settings to make by hand in Workbooks (see the notices above)")
+    assert ("[info] People: field 'Outreach Error Message' is cf_person_outreach_error_message: a 'string' field "
+            "standing in for 'text'; the plugin keeps what it writes there within 255 characters") in check.lines
+    _assert_manual_steps(check)
+    assert not [line for line in check.lines if line.startswith("[warning]")]
+
+    # and a reinstall neither writes (no parameters pushed again and again) nor fails
+    again = strict.install()
+    assert again.returncode == 0 and "nothing to do" in again.summary, again.output
+    _assert_manual_steps(again)
+    assert strict.writes() == {}
+
+
+def test_install_in_a_strict_session_sends_again_without_the_unknown_attributes(strict):
+    # Under the Process Engine the client logs in with _strict_attribute_checking (§2.2): Workbooks
+    # refuses rows naming is_hidden or the schedule settings; the installer creates them without.
+    session = strict.wb.app.create_session()
+    params = {"_workbooks_service": strict.wb.url, "_workbooks_username": session["username"],
+              "_workbooks_session_id": session["session_id"],
+              "_workbooks_logical_database_id": session["logical_database_id"]}
+
+    run = strict.install(params=params)
+
+    assert run.returncode == 0, run.output
+    assert "16 fields created, 2 processes created" in run.summary
+    assert len(strict.fields()) == 16 and len(strict.processes("web_actions")) == 1
+    assert {f["title"]: f["data_type"] for f in strict.fields(PERSON) if f["title"] in STAND_INS} == STAND_INS
+    _assert_manual_steps(run)
+    counts = strict.wb.app.counts
+    # a round refused for is_hidden, then url→uri→string and datetime→date_time→date: 4 field writes
+    assert sum(n for key, n in counts.items() if key.startswith("PUT ") and "custom_fields" in key) == 4
+    assert sum(n for key, n in counts.items() if key.startswith("PUT ") and "_actions" in key) == 4
+
+
+def test_check_and_reinstall_accept_stand_in_fields_made_by_hand(strict):
+    # An administrator (or an earlier plugin version) made "Outreach URL" a string field: it serves
+    strict.wb.app.add_custom_field("people", "Outreach URL", "string")
+    run = strict.install()
+    assert run.returncode == 0, run.output
+    assert ("[notice] People: field 'Outreach URL' already exists (cf_person_outreach_url, a 'string' field): "
+            "adopted, not created again") in run.lines
+    assert strict.state("install")["field_types"]["person"]["Outreach URL"] == "string"
+    assert strict.install("--check").returncode == 0
+
+
+def test_authorising_with_unknown_settings_asks_for_the_process_to_be_switched_on(workbooks_server,
+                                                                                   outreach_server, tmp_path):
+    # workbooks-api.md R2.3: `enabled` has no known API name, so the authorisation cannot switch
+    # the process on; its page and a later --check say to do it by hand
+    outreach_server.app.add_user("owner@acme.example", "owner")
+    plugin = Plugin(workbooks_server, tmp_path, outreach_server)
+    assert plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET).returncode == 0
+    _, callback = plugin.authorise()
+    assert callback.returncode == 0 and callback.status == 200, callback.output
+    assert "Now switch on the scheduled process &#x27;Outreach Send/Receive&#x27; in Workbooks" in callback.body
+    check = plugin.install("--check")
+    assert check.returncode == 0
+    _assert_manual_steps(check, authorised=True)
+
+
+class _RefusingWorkbooks:
+    """Just enough of WorkbooksClient for Installer._create_fields: refuses rows naming
+    `is_hidden` without saying why, and every data_type but `accepted`."""
+
+    def __init__(self, accepted: set[str]):
+        self.accepted = accepted
+        self.rounds: list[list[tuple[str, bool]]] = []
+
+    def batch(self, endpoint, rows, extra=()):
+        from plugin.workbooks import RowResult
+        self.rounds.append([(r["data_type"], "is_hidden" in r) for r in rows])
+        results = []
+        for n, row in enumerate(rows):
+            if "is_hidden" in row:
+                results.append(RowResult(ok=False, errors=["the object could not be saved"]))
+            elif row["data_type"] not in self.accepted:
+                results.append(RowResult(ok=False, errors=["data_type: unknown type"]))
+            else:
+                results.append(RowResult(ok=True, id=100 + n, affected={
+                    "id": 100 + n, "status": "Available", "value_column_name": f"cf_{n}", "data_type": row["data_type"]}))
+        return results
+
+
+def _installer(wb):
+    import io
+    from plugin.install import Installer
+    from plugin.runtime import Log
+    out = io.StringIO()
+    return Installer(wb, state=None, manifest=MANIFEST, log=Log(out, level="debug")), out
+
+
+def test_refused_attributes_and_types_fall_back_field_by_field():
+    # workbooks-api.md R2.2: an unexplained refusal of a row naming is_hidden drops it first;
+    # a refused type moves to the next of TYPE_FALLBACKS
+    from plugin.install import FieldFinding
+    wb = _RefusingWorkbooks({"boolean", "string", "date"})
+    installer, out = _installer(wb)
+    by_title = {d.title: d for d in MANIFEST.custom_fields("person")}
+    items = [FieldFinding("person", by_title[t]) for t in ("Sync to Outreach", "Outreach URL", "Outreach Last Synced")]
+    assert installer._create_fields(items) == 3
+    assert [item.data_type for item in items] == ["boolean", "string", "date"]
+    assert [item.refused_types for item in items] == [[], ["url", "uri"], ["datetime", "date_time"]]
+    assert wb.rounds[0] == [("boolean", True), ("url", True), ("datetime", True)]
+    assert wb.rounds[1] == [("boolean", False), ("url", False), ("datetime", False)]
+    assert len(wb.rounds) == 4
+    assert "Workbooks refused is_hidden" in out.getvalue()
+
+
+def test_a_field_whose_every_type_is_refused_stops_the_install_clearly():
+    from plugin.install import FieldFinding, InstallConflict
+    wb = _RefusingWorkbooks({"boolean"})
+    installer, _ = _installer(wb)
+    url = next(d for d in MANIFEST.custom_fields("person") if d.title == "Outreach URL")
+    with pytest.raises(InstallConflict) as caught:
+        installer._create_fields([FieldFinding("person", url)])
+    assert "as any of url, uri, string" in str(caught.value) and "data_type: unknown type" in str(caught.value)

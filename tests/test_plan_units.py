@@ -88,3 +88,124 @@ def test_watermark_keeps_ids_done_at_the_second_and_holds_for_linked_work():
     tracker.needs_work("Wed Jan 01 12:00:01 UTC 2020", linked=False)   # condition 4 re-selects it
     assert tracker.result().at == "Wed Jan 01 12:00:05 UTC 2020"
     assert Watermark.from_state(held.to_state()) == held
+
+
+# --- the snapshot in a 255-character `string` field (workbooks-api.md §6.2, R2.2) -------------------------
+
+def _run(stored: str | None, mapped: dict, limit: int = 255) -> tuple[dict, str | None]:
+    """One engine pass over a record: what would be PATCHed, and the snapshot written back
+    (the stored one when nothing was sent)."""
+    snap = Snapshot.parse(stored)
+    changed = snap.changed_attributes(mapped)
+    if not changed:
+        return {}, stored
+    text = snap.with_sent(changed).dump(limit)
+    assert len(text) <= limit
+    return changed, text
+
+
+def _mapping(n: int, **overrides) -> dict:
+    values = {f"custom{i}": f"value {i}" for i in range(1, n + 1)}
+    values.update(overrides)
+    return values
+
+
+def test_snapshot_within_a_limit_stays_readable_when_it_fits():
+    snap = Snapshot().with_sent({"firstName": "Ann"}, account=5)
+    assert snap.dump(255) == snap.dump() and snap.dump(255).startswith("{")
+
+
+def test_compact_snapshot_reports_exactly_the_changed_attributes():
+    mapped = _mapping(20, emails=["ann@acme.example"], firstName="Ann")
+    text = Snapshot().with_sent(mapped, account=12, owner=3, employer=7, assignee=9).dump(255)
+    assert text.startswith("2") and len(text) <= 255
+    parsed = Snapshot.parse(text)
+    assert (parsed.account, parsed.owner, parsed.employer, parsed.assignee) == (12, 3, 7, 9)
+    assert parsed.changed_attributes(mapped) == {}
+    changed, text = _run(text, {**mapped, "firstName": "Anne"})
+    assert changed == {"firstName": "Anne"}
+    assert _run(text, {**mapped, "firstName": "Anne"}) == ({}, text)          # stable: no request
+    changed, text = _run(text, {**mapped, "firstName": "Ann"})                 # back to the old value
+    assert changed == {"firstName": "Ann"}
+    assert Snapshot.parse(text).changed_attributes({**mapped, "firstName": "Ann"}) == {}
+
+
+def test_compact_snapshot_narrows_its_tokens_to_fit():
+    widths = []
+    for n in (10, 20, 30, 40):
+        text = Snapshot().with_sent(_mapping(n), account=123456, owner=654321).dump(255)
+        assert len(text) <= 255
+        widths.append(text[:2])
+    assert widths[0] == "28" and widths[-1] in ("24", "25")
+    assert _run(Snapshot().with_sent(_mapping(30)).dump(255), _mapping(30)) == ({}, Snapshot().with_sent(
+        _mapping(30)).dump(255))
+
+
+def test_digest_snapshot_resends_everything_on_any_change_and_is_then_stable():
+    mapped = _mapping(80)                                       # 80 tokens cannot fit in 255
+    text = Snapshot().with_sent(mapped, account=1).dump(255)
+    assert text.startswith("3;1;;;;") and len(text) < 40
+    assert _run(text, mapped) == ({}, text)
+    changed, text = _run(text, {**mapped, "custom5": "new"})
+    assert changed == {**mapped, "custom5": "new"}                              # one PATCH with all
+    assert _run(text, {**mapped, "custom5": "new"}) == ({}, text)
+
+
+def test_an_attribute_left_out_of_the_mapping_never_makes_runs_loop():
+    # skip_empty: an attribute may be absent one run and back the next
+    full = _mapping(80)
+    text = Snapshot().with_sent(full).dump(255)
+    without = {k: v for k, v in full.items() if k != "custom1"}
+    changed, text = _run(text, without)             # the digest differs: everything once...
+    assert changed == without
+    assert _run(text, without) == ({}, text)        # ...then nothing, run after run
+    small = _mapping(12)
+    text = Snapshot().with_sent(small).dump(255)
+    assert text.startswith("2")
+    less = {k: v for k, v in small.items() if k != "custom1"}
+    changed, text = _run(text, {**less, "custom2": "changed"})
+    assert changed == {"custom2": "changed"}
+    changed, text = _run(text, small)               # custom1 is back with its old value: sent once
+    assert changed == {"custom1": "value 1", "custom2": "value 2"}
+    assert _run(text, small) == ({}, text)
+
+
+def test_a_json_snapshot_too_long_for_the_field_moves_to_the_compact_form():
+    mapped = _mapping(12)
+    stored = Snapshot().with_sent(mapped).dump()                # written when the field was text
+    assert len(stored) > 255
+    assert Snapshot.parse(stored).changed_attributes(mapped) == {}
+    changed, text = _run(stored, {**mapped, "custom3": "x"})
+    assert changed == {"custom3": "x"} and text.startswith("2")
+
+
+def test_rows_outside_the_pick_up_flags_are_recognised():
+    # workbooks-api.md §3.2/§11: Workbooks may drop a filter it cannot apply; the engine checks
+    # the flags on each row it got (booleans read as JSON true/false, §3.4, or words, §4.1)
+    cols = {"sync": "s", "sync_error": "e", "duplicate": "d"}
+    assert plan.outside_pickup({"s": True, "e": False, "d": False}, cols) is None
+    assert plan.outside_pickup({"s": "1", "e": "", "d": None}, cols) is None
+    assert plan.outside_pickup({"s": None, "e": False, "d": False}, cols) == "Sync to Outreach is not ticked"
+    assert plan.outside_pickup({"e": False, "d": False}, cols) == "Sync to Outreach is not ticked"
+    assert plan.outside_pickup({"s": True, "e": "true", "d": False}, cols) == "Outreach Sync Error is ticked"
+    assert plan.outside_pickup({"s": True, "e": False, "d": 1}, cols) == "Outreach Duplicate is ticked"
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def warning(self, text):
+            self.lines.append(text)
+
+    log = Log()
+    guard = plan.PickupGuard(log)
+    assert not guard.outside({"id": 1, "s": True, "e": False, "d": False}, cols, "people")
+    assert guard.outside({"id": 2, "s": False}, cols, "people")
+    assert guard.outside({"id": 3, "s": True, "d": True}, cols, "people")
+    assert guard.skipped == 2 and len(log.lines) == 1 and "id 2" in log.lines[0]
+
+
+def test_clip_marks_a_cut():
+    assert plan.clip("short", 255) == "short"
+    clipped = plan.clip("x" * 300, 255)
+    assert len(clipped) == 255 and clipped.endswith("…")

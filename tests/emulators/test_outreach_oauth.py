@@ -249,6 +249,35 @@ def test_registered_client_secret_is_checked(server):
     assert exchange(server, code).status_code == 200
 
 
+def test_any_client_remembers_its_first_secret(server):
+    """oauth_clients="any" (default, issue #2): any client id is approved, but the first secret
+    seen for it is its secret from then on (§1.1; RFC 6749 §5.2 invalid_client)."""
+    first = exchange(server, get_code(server)).json()
+    server.app.clock.advance(60)
+    r = refresh(server, first["refresh_token"], client_secret="another-secret")
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    r = exchange(server, get_code(server), client_secret="another-secret")
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert refresh(server, first["refresh_token"]).status_code == 200       # the grant was not used up
+    other = exchange(server, get_code(server, client_id="other-app"), client_id="other-app",
+                     client_secret="its-own")                                  # another client, its own secret
+    assert other.status_code == 200
+
+
+def test_any_client_remembers_its_first_redirect_uri(server):
+    """oauth_clients="any": the first redirect_uri seen for a client id is its registered one;
+    another is refused at /authorize (400 invalid_request, not redirected: RFC 6749 §4.1.2.1)
+    and at /token (invalid_grant, RFC 6749 §5.2)."""
+    tokens = exchange(server, get_code(server)).json()
+    r = authorize(server, redirect_uri="http://evil.example/cb")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request" and "Location" not in r.headers
+    server.app.clock.advance(60)
+    r = refresh(server, tokens["refresh_token"], redirect_uri="http://evil.example/cb")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert refresh(server, tokens["refresh_token"], redirect_uri=REDIRECT).status_code == 200
+    assert authorize(server, client_id="fresh-app", redirect_uri="http://elsewhere.example/cb").status_code == 302
+
+
 def test_http_basic_client_credentials(server):
     """RFC 6749 §2.3.1: client credentials may come as HTTP Basic."""
     r = requests.post(server.url + "/oauth/token", auth=("cid", "secret"),

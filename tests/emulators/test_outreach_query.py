@@ -45,6 +45,19 @@ def test_filter_emails_case_switch(outreach_server, api):
     assert ids(api.get("/api/v2/prospects", params={"filter[emails]": "Sally@acme.com"})) == [1]
 
 
+def test_filter_emails_primary_only_switch(outreach_server, api):
+    """R2.3 / §10.7: email_filter_matches="primary" → only a prospect's first email is searched
+    (default "any", R2.3's suggestion)."""
+    outreach_server.app.config["reject_duplicate_emails"] = False      # two prospects may share one
+    make_prospects(api, {"emails": ["a@acme.com", "second@acme.com"]}, {"emails": ["second@acme.com"]})
+    assert ids(api.get("/api/v2/prospects", params={"filter[emails]": "second@acme.com"})) == [1, 2]
+    outreach_server.app.config["email_filter_matches"] = "primary"
+    assert ids(api.get("/api/v2/prospects", params={"filter[emails]": "second@acme.com"})) == [2]
+    assert ids(api.get("/api/v2/prospects", params={"filter[emails]": "A@acme.com"})) == [1]   # case still ignored
+    assert ids(api.get("/api/v2/prospects", params={"newFilterSyntax": "true",
+                                                    "filter[emails][]": "second@acme.com"})) == [2]
+
+
 def test_comma_is_or(api):
     """§4.1: a comma list means any of."""
     make_prospects(api, {"emails": ["a@acme.com"]}, {"emails": ["b@acme.com"]}, {"emails": ["c@acme.com"]})

@@ -334,7 +334,6 @@ def test_filter_json(people):
 
 
 @pytest.mark.parametrize("params", [
-    filters(("no_such_field", "eq", "1")),
     filters(("name", "resembles", "x")),
     [("_ff[]", "name"), ("_ft[]", "eq")],                                   # _fc[] missing
     filters(("id", "eq", "abc")),
@@ -350,6 +349,26 @@ def test_bad_filters_are_refused(people, params):
     assert response.status_code == 406
     payload = response.json()
     assert payload["success"] is False and payload["failures"]
+
+
+def test_unknown_filter_field_is_ignored_by_default(people):
+    # Switch unknown_filter_field (default "ignore"): the reference is silent (§3.2, §11), so the
+    # filter is dropped as if never sent: AND keeps the other filters, OR then matches everything
+    api = people["api"]
+    everyone = names(api, [])
+    assert names(api, filters(("no_such_field", "eq", "1"))) == everyone
+    assert names(api, filters(("no_such_field", "true", ""), ("name", "bg", "dan"))) == ["Dan Brown"]
+    assert names(api, filters(("no_such_field", "true", ""), ("name", "bg", "dan")) + [("_fm", "1 OR 2")]) == everyone
+    assert api.get("crm/people", filters(("no_such_field", "resembles", "1"))).status_code == 406   # bad operator still
+
+
+def test_unknown_filter_field_is_refused_when_switched_to_error(people):
+    # Switch unknown_filter_field="error": 406 with the API's error shape (§11)
+    api = people["api"]
+    api.app.config["unknown_filter_field"] = "error"
+    response = api.get("crm/people", filters(("no_such_field", "eq", "1")))
+    assert response.status_code == 406
+    assert response.json()["success"] is False and "no_such_field" in response.json()["failures"][0]
 
 
 # --- deleted records ----------------------------------------------------------------------------------------------

@@ -392,7 +392,7 @@ def test_custom_field_create_returns_value_column_name(api):
         {"title": "Sync to Outreach", "resource_type": "Private::Crm::Person", "data_type": "boolean"},
         {"title": "Outreach Id", "resource_type": "Private::Crm::Organisation", "data_type": "string"},
         {"title": "Artificial Intelligence/Machine Learning", "resource_type": "Private::Crm::Person",
-         "data_type": "text"},
+         "data_type": "string"},
         {"title": "2023 SPEX", "resource_type": "Private::Crm::Person", "data_type": "picklist"})
     assert payload["success"] is True
     objects = payload["affected_objects"]
@@ -431,7 +431,9 @@ def test_custom_field_name_collision_gets_numeric_suffix(api):
     ("decimal", "12.50", "12.50"), ("picklist", "Gold", "Gold"),
 ])
 def test_custom_field_values_are_typed(api, data_type, sent, shown):
-    # workbooks-api.md §6.2 value formats; §8 datetime inputs
+    # workbooks-api.md §6.2 value formats; §8 datetime inputs (the guessed type names need
+    # custom_field_data_types="reference")
+    api.app.config["custom_field_data_types"] = "reference"
     payload = _create_fields(api, {"title": "Typed Field", "resource_type": "Private::Crm::Person",
                                    "data_type": data_type})
     column = payload["affected_objects"][0]["value_column_name"]
@@ -465,9 +467,11 @@ def test_custom_field_invalid_values(api):
 
 
 def test_custom_field_attribute_validation_and_tolerance(api):
-    # workbooks-api.md §6.3, R2.2: accepted data types; is_hidden/is_required/is_read_only and unknown ones tolerated
+    # workbooks-api.md §6.3, R2.2: accepted data types; with unverified_attributes the guessed
+    # is_hidden/is_required/is_read_only exist; unknown ones are tolerated in api_key mode (§2.1 [O])
+    api.app.config["unverified_attributes"] = True
     payload = _create_fields(api, {"title": "Hidden Snapshot", "resource_type": "Private::Crm::Person",
-                                   "data_type": "text", "is_hidden": "true", "is_required": "false",
+                                   "data_type": "string", "is_hidden": "true", "is_required": "false",
                                    "is_read_only": "1", "no_such_attribute": "x", "description": "d"})
     created = payload["affected_objects"][0]
     assert (created["is_hidden"], created["is_required"], created["is_read_only"]) == (True, False, True)
@@ -501,6 +505,12 @@ def test_pending_custom_field_column_is_not_usable_yet(api):
     payload = _create_fields(api, {"title": "Not Yet", "resource_type": "Private::Crm::Person",
                                    "data_type": "boolean"}, extra=[("_asynchronous_cf", "true")])
     column = payload["affected_objects"][0]["value_column_name"]
+    api.app.insert("people", {"name": "Anyone"})
+    # its column does not exist yet: a filter on it is dropped (unknown_filter_field "ignore",
+    # the default) or refused ("error"); selected, it reads null (§3.3)
+    assert [r[column] for r in api.rows("crm/people", filters((column, "true", "")) +
+                                         [("_select_columns[]", column)])] == [None]
+    api.app.config["unknown_filter_field"] = "error"
     assert api.get("crm/people", filters((column, "true", ""))).status_code == 406
     types = api.rows("metadata/types", [("class_names[]", "Private::Crm::Person")])
     assert column not in {f["name"] for f in types[0]["fields"]}
@@ -563,6 +573,8 @@ def test_api_data_key_is_required(api):
 @pytest.mark.parametrize("endpoint", ["automation/scheduled_actions", "automation/web_actions"])
 def test_processes_endpoints(api, endpoint):
     # workbooks-api.md §9, R2.3: verified fields plus freely modelled schedule fields
+    # (unverified_attributes=True, the emulator's earlier model)
+    api.app.config["unverified_attributes"] = True
     created = api.create(endpoint, title="Outreach Send/Receive", name="Outreach Send/Receive",
                          script_name="outreach_send_receive.py", frequency_minutes="1", enabled="true",
                          timeout_seconds="300", parameters='{"dry_run": false}', authenticated_run_as="1",

@@ -13,8 +13,15 @@ Every one models something the reference marks uncertain; defaults lean strict, 
 names a default the issue wins.
 
   switch                          default       reference    meaning
-  oauth_clients                   "any"         §1.1, #2     "any": approve any client id/secret;
-                                                             "registered": only register_client()
+  oauth_clients                   "any"         §1.1, #2     "any": approve any client id, which is
+                                                             then registered as first seen: its first
+                                                             redirect_uri (at /authorize) and first
+                                                             secret (at /token) are its own, so a
+                                                             different secret later -> 401
+                                                             invalid_client, a different redirect_uri ->
+                                                             400 invalid_request at /authorize or
+                                                             invalid_grant at /token (RFC 6749 §4.1.2.1,
+                                                             §5.2); "registered": only register_client()
                                                              ones (else invalid_client); "deny": the
                                                              user refuses (redirect error=access_denied)
   authorize_as_user               None          §1.1         user who approves at /oauth/authorize:
@@ -45,7 +52,10 @@ names a default the issue wins.
                                                              Reset) or "delta" seconds
   maintenance_retry_after_format  "iso"         §6, R2.2     503 Retry-After: "iso" timestamp, "epoch"
                                                              or "delta"
-  email_filter_case_insensitive   True          R2.3, §10.7  filter[emails] ignores case (any email)
+  email_filter_case_insensitive   True          R2.3, §10.7  filter[emails] ignores case (False: exact)
+  email_filter_matches            "any"         R2.3, §10.7  filter[emails] matches "any" of a prospect's
+                                                             emails, or only the "primary" (first) one
+                                                             (R2.3's suggested default is "any")
   reject_duplicate_emails         True          §5.2, R2.6   422 "Contacts email hash has already been
                                                              taken." (False models Purposeful Duplicates)
   excluded_domains                []            §5.2         email domains that get 422 "Contacts
@@ -297,6 +307,7 @@ class OutreachEmulator(Emulator):
         "retry_after_format": "epoch",
         "maintenance_retry_after_format": "iso",
         "email_filter_case_insensitive": True,
+        "email_filter_matches": "any",
         "reject_duplicate_emails": True,
         "excluded_domains": [],
         "string_max_length": 255,
@@ -625,14 +636,18 @@ class OutreachEmulator(Emulator):
             return json_response({"error": "invalid_request",
                                   "error_description": "The redirect uri included is not valid."}, 400)
         mode = self.config["oauth_clients"]
-        if mode == "registered":
-            client = self.clients.get(client_id)
-            if client is None:
-                return json_response({"error": "invalid_client",
-                                      "error_description": "Client authentication failed."}, 401)
-            if client["redirect_uris"] and redirect_uri not in client["redirect_uris"]:
-                return json_response({"error": "invalid_request",
-                                      "error_description": "The redirect uri included is not valid."}, 400)
+        client = self.clients.get(client_id)
+        if mode == "registered" and client is None:
+            return json_response({"error": "invalid_client",
+                                  "error_description": "Client authentication failed."}, 401)
+        if client is None and mode == "any":
+            # First sight of this client id: it is registered with this redirect URI (§1.1: an
+            # app's redirect URI is fixed; RFC 6749 §3.1.2), its secret with the first token request.
+            self.clients[client_id] = client = {"secret": None, "redirect_uris": [redirect_uri]}
+        if client is not None and client["redirect_uris"] and redirect_uri not in client["redirect_uris"]:
+            # RFC 6749 §4.1.2.1: a mismatching redirect URI is not redirected to
+            return json_response({"error": "invalid_request",
+                                  "error_description": "The redirect uri included is not valid."}, 400)
         state = args.get("state")
         if args.get("response_type") != "code":
             return _redirect(redirect_uri, error="unsupported_response_type", state=state)
@@ -699,12 +714,20 @@ class OutreachEmulator(Emulator):
             raise OAuthError(401, "invalid_client", "Client authentication failed due to unknown client, "
                                                     "no client authentication included, or unsupported "
                                                     "authentication method.")
-        if self.config["oauth_clients"] == "registered":
-            client = self.clients.get(client_id)
-            if client is None or not hmac.compare_digest(client["secret"], secret):
-                raise OAuthError(401, "invalid_client", "Client authentication failed due to unknown client, "
-                                                        "no client authentication included, or unsupported "
-                                                        "authentication method.")
+        client = self.clients.get(client_id)
+        if self.config["oauth_clients"] != "registered" and (client is None or client["secret"] is None):
+            # "any": the first secret seen for a client id is its secret from then on (switch
+            # oauth_clients), so a client sending a different one later is refused as in Outreach
+            client = self.clients.setdefault(client_id, {"secret": None, "redirect_uris": []})
+            client["secret"] = secret
+        if client is None or not hmac.compare_digest(client["secret"], secret):
+            raise OAuthError(401, "invalid_client", "Client authentication failed due to unknown client, "
+                                                    "no client authentication included, or unsupported "
+                                                    "authentication method.")
+        redirect_uri = params.get("redirect_uri")
+        if redirect_uri and client["redirect_uris"] and redirect_uri not in client["redirect_uris"]:
+            # A redirect URI other than the client's (e.g. on a refresh): RFC 6749 §5.2 invalid_grant
+            raise OAuthError(400, "invalid_grant", INVALID_GRANT)
         return client_id
 
     def _code_grant(self, params: dict, client_id: str):
@@ -1255,6 +1278,9 @@ class OutreachEmulator(Emulator):
         if op in ("null", "notnull"):
             want_null = op == "null"
             return lambda r: (not _as_list(getter(r))) == want_null
+        if path == ("emails",) and self.config["email_filter_matches"] == "primary":
+            # R2.3, §10.7: only the prospect's first (primary) email is searched
+            return lambda r: any(matches_one(v) for v in _as_list(getter(r))[:1])
         return lambda r: any(matches_one(v) for v in _as_list(getter(r)))
 
     def _value_getter(self, kind: str, path: tuple) -> Callable[[dict], Any]:

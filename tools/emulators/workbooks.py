@@ -54,16 +54,52 @@ Each models something the reference marks uncertain ([I]) or leaves open; defaul
                                                                   is answered 302 to its own URL (path and
                                                                   query string only: a GET body is lost,
                                                                   as a redirected client drops it)
+  unverified_attributes              False          §2.1 [O],     the made-up attribute names exist: custom
+                                                    §2.2, R2.2,   fields' is_hidden, is_required, is_read_only;
+                                                    R2.3          scheduled/web processes' frequency_minutes,
+                                                                  enabled, timeout_seconds, process_channel,
+                                                                  last_run_at, next_run_at, parameters. False:
+                                                                  unknown like any other name (R2.2/R2.3 "still
+                                                                  open"): ignored in api_key mode (§2.1 [O]),
+                                                                  "is not a recognised attribute" under
+                                                                  _strict_attribute_checking (§2.2), read back
+                                                                  null when selected (§3.3), absent otherwise
+  custom_field_data_types            "verified"     §6.3, R2.2    data_type values admin/custom_fields accepts
+                                                                  through the API. "verified": boolean,
+                                                                  picklist, iframe, decimal, percentage (§6.3),
+                                                                  string, date (R2.2); "reference": also text,
+                                                                  uri, url, datetime, date_time (R2.2 [I]).
+                                                                  Others fail the row: errors {data_type: [...]}.
+                                                                  The Python API (the Desktop UI) takes all
+  failure_shape                      "full"         §4.3, §4.4,   body of a write whose objects failed (stale
+                                                    R2.4          lock_version, validation): "full" = the §4.4
+                                                                  recommendation plus affected_object_errors;
+                                                                  "failures_only" = {success, failures,
+                                                                  affected_objects} (the README's only words);
+                                                                  "row_errors_only" = {success, affected_objects,
+                                                                  affected_object_information}
+  unknown_filter_field               "ignore"       §3.2, §11     a `_ff[]` naming no column (or a switched-off
+                                                                  / pending one): "ignore" drops it (its term is
+                                                                  true: with AND the other filters still apply,
+                                                                  with OR everything matches); "error" -> 406.
+                                                                  "ignore" is the harsher reading for a client
+  accept_json_body                   True           §1.3, #2      also read application/json request bodies
+                                                                  (issue #2 wins over §1.3); a body of any other
+                                                                  type (text/plain, none given) -> 406
   database_name, logical_database_id, database_instance_id        the database identity (§2.2), also
                                                                   settable through seed {"database": {...}}
 
 Choices where the reference is silent (each pinned by a test):
-  * Unacceptable parameters (bad JSON body, unknown filter field or operator, bad `_fm`, bad paging,
+  * Unacceptable parameters (bad JSON body, a body that is not form-encoded, unknown filter
+    operator, an unknown filter field under unknown_filter_field="error", bad `_fm`, bad paging,
     unknown sort column, non-square arrays, > 100 objects, a write without a working-set filter)
     -> HTTP 406 (§11 "unacceptable parameters") with {"success": false, "errors": {"[]": {...}},
     "failures": [...]}.
+  * An unknown `_select_columns[]` column reads null (§3.3 [I]); unset custom fields read null,
+    unset booleans false and unset picklists "" (§6.2 [O]). String custom fields hold at most 255
+    characters (§6.2); a longer value fails the object ("is too long").
   * Failed objects (validation, stale lock_version, no longer accessible) -> HTTP 200 with the §4.4
-    shape; `affected_objects` lists only the saved objects (the §4.4 example gives [] for its one
+    shape (switch failure_shape); `affected_objects` lists only the saved objects (the §4.4 example gives [] for its one
     failed object), `affected_object_information` has one entry per object in request order. In an
     all-or-nothing batch the innocent objects report success false with no errors (nothing saved).
   * A missing or unknown session, or no credentials at all, on an ordinary request -> 302 to /login
@@ -75,7 +111,8 @@ Choices where the reference is silent (each pinned by a test):
   * String comparisons (eq, ct, bg, sorting) ignore case (§3.2 [I]); NULL sorts first ascending.
   * The session cookie is sent without `secure` (the emulator speaks plain HTTP on loopback).
 
-Python API (tests, the demo and the benchmark): `database`, `admin`, `add_user`, `add_queue`,
+Python API (tests, the demo and the benchmark; it follows the switches, except that it stands in
+for the Desktop UI where custom_field_data_types is concerned): `database`, `admin`, `add_user`, `add_queue`,
 `create_api_key`, `create_session`, `insert`, `edit`, `delete`, `records`, `record`,
 `add_custom_field`, `seed` (see its docstring for the seed-file keys, also used by
 `python -m tools.emulators workbooks --seed FILE`). Kinds: people, organisations, person_queues,
@@ -119,6 +156,11 @@ CUSTOM_FIELD_TYPES = {"string": "string", "text": "text", "uri": "uri", "url": "
                       "date": "date", "datetime": "datetime", "date_time": "datetime",
                       "boolean": "boolean", "picklist": "picklist", "decimal": "decimal",
                       "percentage": "decimal", "iframe": "string"}                              # §6.3, R2.2
+# The `data_type` values a public example shows (§6.3: boolean, picklist, iframe, decimal,
+# percentage; R2.2: string, date). The rest of CUSTOM_FIELD_TYPES are the reference's guesses [I].
+VERIFIED_CUSTOM_FIELD_TYPES = frozenset({"boolean", "picklist", "iframe", "decimal", "percentage", "string", "date"})
+UNVERIFIED = "unverified_attributes"        # the switch behind made-up attribute names (R2.2, R2.3)
+ACCEPTED_BODY_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")            # §1.3
 QUEUE_TYPES = ("user", "unassigned", "shared")                                                  # §7
 
 
@@ -285,9 +327,10 @@ class Params:
         return None if value is None else parse_bool(value)
 
 
-def read_params(request: Request) -> Params:
-    """Merge query string and body: form-encoded, multipart or JSON (an emulator convenience).
-    GET bodies count too (§1.2). Raises RequestError for an unreadable JSON body."""
+def read_params(request: Request, accept_json: bool = True) -> Params:
+    """Merge query string and body: form-encoded or multipart (§1.3), and JSON when
+    `accept_json` (issue #2; switch `accept_json_body`). GET bodies count too (§1.2). Raises
+    RequestError (406) for an unreadable JSON body or a body of any other content type."""
     query = request.query_string.decode("utf-8", "replace")
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     mimetype = request.mimetype or ""
@@ -296,7 +339,13 @@ def read_params(request: Request) -> Params:
     body = request.get_data(cache=True)
     if not body:
         return Params(pairs)
-    if mimetype == "application/json" or mimetype.endswith("+json"):
+    is_json = mimetype == "application/json" or mimetype.endswith("+json")
+    if mimetype not in ACCEPTED_BODY_TYPES and not (is_json and accept_json):
+        # §1.3 [V]: "Non-GET requests must send Content-Type: application/x-www-form-urlencoded".
+        raise RequestError(f"Unacceptable request body content type {mimetype or '(none)'!r}: send "
+                           "application/x-www-form-urlencoded (multipart/form-data for uploads)",
+                           field="Content-Type")
+    if is_json:
         try:
             document = json.loads(body)
             if not isinstance(document, dict):
@@ -626,6 +675,11 @@ class WorkbooksEmulator(Emulator):
         "users_endpoint": "admin/users",
         "assigned_to_name": False,
         "rate_limit_redirect_every": 0,
+        "unverified_attributes": False,
+        "custom_field_data_types": "verified",
+        "failure_shape": "full",
+        "unknown_filter_field": "ignore",
+        "accept_json_body": True,
         "database_name": "Emulated Database",
         "logical_database_id": 1,
         "database_instance_id": 4242,
@@ -789,25 +843,29 @@ class WorkbooksEmulator(Emulator):
         ])
 
     def _custom_field_columns(self) -> dict[str, Column]:
-        flags = ["is_searchable", "is_indexed", "default_value_boolean", "show_on_tab", "will_modify_record",
-                 "is_hidden", "is_required", "is_read_only"]
+        """§6.3 / R2.2: the verified attributes; `is_hidden`, `is_required` and `is_read_only` are
+        made-up names (R2.2 "still open") that exist only with the switch `unverified_attributes`."""
+        flags = ["is_searchable", "is_indexed", "default_value_boolean", "show_on_tab", "will_modify_record"]
+        guessed = ["is_hidden", "is_required", "is_read_only"]
         return _columns(self._common_columns(), [
             Column("title"), Column("name"), Column("description", "text"), Column("resource_type"),
             Column("data_type"), Column("value_column_name", writable=False), Column("status", writable=False),
             Column("picklist_id", "integer"), Column("decimal_places", "integer"), Column("string_width", "integer"),
             Column("linked_url", "uri"), Column("default_height", "integer"), Column("min_height", "integer"),
-        ], [Column(n, "boolean") for n in flags])
+        ], [Column(n, "boolean") for n in flags],
+            [Column(n, "boolean", switch=UNVERIFIED) for n in guessed])
 
     def _action_columns(self) -> dict[str, Column]:
-        """§9 / R2.3: the verified fields plus freely modelled schedule fields."""
+        """§9 / R2.3: the verified fields; the schedule fields are freely modelled names that exist
+        only with the switch `unverified_attributes` (R2.3: "no public source names" them)."""
         return _columns(self._common_columns(), [
             Column("title"), Column("name"), Column("description", "text"), Column("script_id", "integer"),
             Column("script_name"), Column("web_identifier"), Column("authenticated_run_as", "integer"),
-            Column("log_level"), Column("log_level_expiry", "datetime"), Column("frequency_minutes", "integer"),
-            Column("enabled", "boolean"), Column("timeout_seconds", "integer"), Column("process_channel"),
-            Column("last_run_at", "datetime"), Column("next_run_at", "datetime"),
-            Column("parameters", "text"),
-        ])
+            Column("log_level"), Column("log_level_expiry", "datetime"),
+        ], [Column(name, datatype, switch=UNVERIFIED) for name, datatype in (
+            ("frequency_minutes", "integer"), ("enabled", "boolean"), ("timeout_seconds", "integer"),
+            ("process_channel", "string"), ("last_run_at", "datetime"), ("next_run_at", "datetime"),
+            ("parameters", "text"))])
 
     def _column(self, kind: Kind, name: str) -> Column | None:
         """The column as it exists now (switch-dependent columns may be absent)."""
@@ -850,7 +908,8 @@ class WorkbooksEmulator(Emulator):
     # --- rendering ------------------------------------------------------------------------------------------
     def _render_value(self, col: Column, value: Any, formats: dict) -> Any:
         if value is None:
-            return False if col.datatype == "boolean" else None
+            # §6.2 [O]: unset booleans read false, unset picklists "", everything else null
+            return False if col.datatype == "boolean" else ("" if col.datatype == "picklist" else None)
         if isinstance(value, dt.datetime):
             return _strftime(value, formats.get("datetime")) if formats.get("datetime") else format_datetime(value)
         if isinstance(value, dt.date):
@@ -1140,7 +1199,7 @@ class WorkbooksEmulator(Emulator):
         if path == "/login" and request.method in ("GET", "HEAD"):
             return _html_page("Workbooks", "<h1>Log in to Workbooks</h1>")
         try:
-            params = read_params(request)
+            params = read_params(request, accept_json=bool(self.config["accept_json_body"]))
             if path == "/login.api":
                 return self._login(request, params)
             if path in ("/logout", "/logout.api"):
@@ -1494,11 +1553,15 @@ class WorkbooksEmulator(Emulator):
     def _compile_filter(self, kind: Kind, field_name: str, op: str, text: str) -> CompiledFilter:
         """One `_ff/_ft/_fc` triple as a predicate over stored records (§3.2)."""
         col = self._column(kind, field_name)
-        if col is None:
-            raise RequestError(f"Unknown filter field '{field_name}' for {kind.class_name}", field="_ff")
         op = (op or "").strip().lower()
         if op not in OPERATORS:
             raise RequestError(f"Unknown filter operator '{op}'", field="_ft")
+        if col is None:
+            if self.config["unknown_filter_field"] == "ignore":
+                # Dropped, as if never sent: its term is true, so "1 AND 2" keeps only the
+                # other filter and "1 OR 2" matches every record (switch unknown_filter_field).
+                return CompiledFilter(lambda r: True)
+            raise RequestError(f"Unknown filter field '{field_name}' for {kind.class_name}", field="_ff")
         get = self._getter(kind, col)
         if op in ("blank", "not_blank"):
             want = op == "blank"
@@ -1645,7 +1708,10 @@ class WorkbooksEmulator(Emulator):
         if row_method not in ("POST", "PUT", "DELETE"):
             raise RowFailure({"__method": ["must be POST, PUT or DELETE"]})
         if row_method == "POST":
-            rec = self._create(kind, self._row_values(kind, row, ctx), ctx, undo, options=options)
+            values = self._row_values(kind, row, ctx)
+            if kind.key == "custom_fields":
+                self._check_api_data_type(values)
+            rec = self._create(kind, values, ctx, undo, options=options)
             return self._render(kind, rec, None, ctx.formats)
         target = kind.rows.get(record_id) if record_id is not None else None
         if target is None or target.get("is_deleted") or not selection.accepts(target):
@@ -1664,6 +1730,17 @@ class WorkbooksEmulator(Emulator):
         diff = {k: v for k, v in after.items() if before.get(k) != v and k not in ("id", "lock_version")}
         # updated_at is always reported for a real change (§4.2 [O]), even within the same second
         return {"id": new["id"], "lock_version": new["lock_version"], "updated_at": after["updated_at"], **diff}
+
+    def _check_api_data_type(self, values: dict) -> None:
+        """Switch `custom_field_data_types`: "verified" accepts through the API only the
+        `data_type` values a public example shows (§6.3, R2.2); "reference" also the reference's
+        guesses for text, URL and date-time (R2.2 [I]). The Python API (the Desktop UI, whose
+        field types exist whatever their API names) accepts every type."""
+        allowed = VERIFIED_CUSTOM_FIELD_TYPES if self.config["custom_field_data_types"] == "verified" \
+            else frozenset(CUSTOM_FIELD_TYPES)
+        data_type = str(values.get("data_type") or "").strip().lower()
+        if data_type not in allowed:
+            raise RowFailure({"data_type": [f"is not one of {', '.join(sorted(allowed))}"]})
 
     def _row_values(self, kind: Kind, row: dict, ctx: Context) -> dict:
         """Coerce one object's attributes; `:no_value:` skips one, `:null_value:` clears it (§4.1).
@@ -1701,17 +1778,25 @@ class WorkbooksEmulator(Emulator):
                 infos.append({"success": False, "errors": outcome.errors, "warnings": {}})
             else:
                 infos.append({"success": per_object, "errors": [], "warnings": []})
-        body: dict[str, Any] = {"success": False, "affected_objects": saved if per_object else [],
-                                "affected_object_information": infos}
+        shape = self.config["failure_shape"]
+        body: dict[str, Any] = {"success": False, "affected_objects": saved if per_object else []}
+        if shape != "failures_only":
+            body["affected_object_information"] = infos
         if per_object and self.config["per_object_failure_top_success"]:
             body["success"] = True
+            if shape != "failures_only":
+                return body
+        if shape == "row_errors_only":     # diagnostics only per object (§4.4 shape unknown)
             return body
         messages = [m for f in failed for m in f.messages]
+        body.update(failures=messages)
+        if shape == "failures_only":       # "diagnostics in the `failures` element" (§4.3), nothing else
+            return body
         merged: dict[str, str] = {}
         for failure in failed:
             for name, texts in failure.errors.items():
                 merged.setdefault(name, texts[0])
-        body.update(failures=messages, errors={"[]": merged}, flash=messages[0],
+        body.update(errors={"[]": merged}, flash=messages[0],
                     affected_object_errors=[o.errors if isinstance(o, RowFailure) else {} for o in outcomes])
         return body
 

@@ -1,0 +1,191 @@
+"""The engine under the strict readings of the Workbooks and Outreach emulators (the fidelity
+review's findings): custom fields Workbooks created as 255-character `string` stand-ins
+(workbooks-api.md §6.2, R2.2), a pick-up filter Workbooks ignores (§3.2, §11), and an Outreach
+`filter[emails]` that matches case exactly or only the primary email (outreach-api.md R2.3)."""
+from __future__ import annotations
+
+import pytest
+
+from plugin.workbooks import parse_datetime
+from tests.install_helpers import ROOT
+from tests.sync_harness import Sandbox
+
+ADDRESS = {"person_job_title": "Head of Platform Engineering", "main_location[telephone]": "+44 20 7946 0000",
+           "main_location[mobile]": "+44 7700 900000", "main_location[street_address]": "1 Long Road\nUnit 7",
+           "main_location[town]": "Cambridge", "main_location[county_province_state]": "Cambridgeshire",
+           "main_location[postcode]": "cb1 2ab", "main_location[country]": "United Kingdom",
+           "website": "https://acme.example", "linkedin_url": "https://www.linkedin.com/in/ann-lee"}
+
+
+@pytest.fixture
+def sb(workbooks_server, outreach_server, tmp_path):
+    return Sandbox(workbooks_server, outreach_server, tmp_path).ready()
+
+
+@pytest.fixture
+def lenient(workbooks_server, outreach_server, tmp_path):
+    """Workbooks accepting the guessed `text`/`url`/`datetime` types (custom_field_data_types)."""
+    workbooks_server.app.config["custom_field_data_types"] = "reference"
+    return Sandbox(workbooks_server, outreach_server, tmp_path).ready()
+
+
+def _field_type(sb, kind: str, key: str) -> str:
+    column = sb.col(kind, key)
+    return next(f["data_type"] for f in sb.wb.records("custom_fields") if f["value_column_name"] == column)
+
+
+# --- 255-character string stand-ins (workbooks-api.md §6.2, R2.2) -------------------------------------------
+
+def test_the_default_install_uses_string_and_date_stand_ins(sb):
+    assert [_field_type(sb, "person", k) for k in ("error_message", "snapshot", "outreach_url", "last_synced")] == [
+        "string", "string", "string", "date"]
+
+
+def test_snapshot_fits_a_string_field_and_economy_holds(sb):
+    person = sb.person(email="ann@acme.example", **ADDRESS)
+    first = sb.run()
+    assert first.code == 0, first.output
+    flags = sb.flags("person", person["id"])
+    assert flags["outreach_id"] and not flags["sync_error"]
+    assert 0 < len(flags["snapshot"]) <= 255 and flags["snapshot"].startswith("2")   # the compact form
+    assert parse_datetime(flags["last_synced"]) is not None                           # a date stand-in
+
+    sb.wb.clock.advance(5)
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.outreach_requests() == 0                  # unchanged: no Outreach request (DESIGN §6)
+
+    sb.wb.edit("people", person["id"], {"main_location[town]": "Ely"})
+    sb.wb.clock.advance(5)
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.outreach_requests("PATCH") == 1
+    patch = [p for p in sb.prospects() if p["attributes"]["addressCity"] == "Ely"]
+    assert len(patch) == 1
+    sb.wb.clock.advance(5)
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.outreach_requests() == 0
+
+
+@pytest.mark.parametrize("reading", ["sb", "lenient"])
+def test_a_long_error_message_is_clipped_to_what_the_field_holds(reading, request):
+    box = request.getfixturevalue(reading)
+    email = "not an email " + "x" * 230                  # invalid: the message quotes it in full
+    person = box.person(email=email)
+    result = box.run()
+    assert result.code == 0, result.output
+    flags = box.flags("person", person["id"])
+    assert flags["sync_error"] is True
+    message = flags["error_message"]
+    if reading == "sb":
+        assert _field_type(box, "person", "error_message") == "string"
+        assert len(message) == 255 and message.endswith("…") and message.startswith("invalid email address")
+    else:
+        assert _field_type(box, "person", "error_message") == "text"
+        assert len(message) > 255 and message.endswith("correct the Email field")
+    assert not any("could not write back" in line for line in result.lines)
+
+
+# --- a pick-up filter Workbooks ignores (workbooks-api.md §3.2, §11; switch unknown_filter_field) -----------
+
+def test_an_ignored_pick_up_filter_never_syncs_everything(sb):
+    sb.person(email="never-ticked@acme.example", sync=False)
+    sb.organisation(name="Never Ticked Ltd", sync=False)
+    # Someone deletes "Sync to Outreach" on People: the recorded column no longer exists, and
+    # Workbooks drops a filter on an unknown column (its term matches every record)
+    sync_field = next(f for f in sb.wb.records("custom_fields")
+                      if f["value_column_name"] == sb.col("person", "sync"))
+    sb.wb.delete("custom_fields", sync_field["id"])
+    for n in range(3):
+        sb.wb.insert("people", {"name": f"Other {n}", "main_location[email]": f"other{n}@acme.example"})
+
+    result = sb.run()
+
+    assert result.code == 0, result.output
+    assert sb.prospects() == [] and sb.accounts() == []
+    warnings = [line for line in result.logged("warning") if "pick-up query excludes" in line]
+    assert len(warnings) == 1, result.output
+    assert "Sync to Outreach is not ticked" in warnings[0]
+    assert "people: 0 created" in result.summary
+
+    sb.reset_counts()
+    again = sb.run()
+    assert again.code == 0 and sb.prospects() == []
+    assert sb.outreach_requests() == 0
+
+
+# --- Outreach filter[emails]: exact case, primary only (outreach-api.md R2.3) --------------------------------
+
+@pytest.fixture
+def case_keeping_mapping(tmp_path):
+    """The default mapping without `lower` on emails: prospects keep the case Workbooks has."""
+    text = (ROOT / "mappings" / "default.yaml").read_text(encoding="utf-8")
+    assert "transforms: [trim, lower, to_list]" in text
+    path = tmp_path / "case-keeping.yaml"
+    path.write_text(text.replace("transforms: [trim, lower, to_list]", "transforms: [trim, to_list]"),
+                    encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("switches", [{"email_filter_case_insensitive": False},
+                                      {"email_filter_case_insensitive": False, "email_filter_matches": "primary"}])
+def test_own_mixed_case_prospect_is_adopted_after_a_crash_under_exact_matching(sb, case_keeping_mapping, switches):
+    sb.outreach.config.update(switches)
+    sb.extra["mapping"] = case_keeping_mapping
+    person = sb.person(email="Ann.Lee@Acme.example")
+    sb.wb.add_fault(method="PUT", path=r"crm/people\.api", reset=True, count=1)    # write-back lost
+    first = sb.run()
+    assert first.code == 1, first.output
+    [prospect] = sb.prospects()
+    assert prospect["attributes"]["emails"] == ["Ann.Lee@Acme.example"]
+
+    second = sb.run()
+
+    assert second.code == 0, second.output
+    assert len(sb.prospects()) == 1
+    flags = sb.flags("person", person["id"])
+    assert flags["outreach_id"] == str(prospect["id"])
+    assert not flags["duplicate"] and not flags["sync_error"]
+    assert any("interrupted earlier run" in line for line in second.lines)
+
+
+def test_someone_elses_mixed_case_prospect_is_a_duplicate_under_exact_matching(sb):
+    sb.outreach.config["email_filter_case_insensitive"] = False
+    sb.outreach.insert("prospects", {"emails": ["Bob@Acme.example"], "firstName": "Bob"})
+    person = sb.person(email="Bob@Acme.example", first="Bob")      # the default mapping lower-cases it
+    result = sb.run()
+    assert result.code == 0, result.output
+    assert len(sb.prospects()) == 1
+    flags = sb.flags("person", person["id"])
+    assert flags["duplicate"] is True and not flags["outreach_id"]
+
+
+# --- the stale lock_version answer in any shape (workbooks-api.md §4.4, R2.4; switch failure_shape) ---------
+
+@pytest.mark.parametrize("shape", ["full", "failures_only", "row_errors_only"])
+def test_a_user_edit_racing_the_write_back_is_kept_whatever_the_failure_shape(sb, shape):
+    import threading
+    import time
+
+    sb.wb.config["failure_shape"] = shape
+    racing = sb.person(email="race@acme.example", person_job_title="Old")
+    calm = sb.person(email="calm@acme.example", first="Cal")
+    sb.wb.add_fault(method="PUT", path=r"crm/people\.api", latency=1.0, count=1)
+
+    def user_edits():
+        time.sleep(0.4)
+        sb.wb.edit("people", racing["id"], {"person_job_title": "Edited by user"})
+    editor = threading.Thread(target=user_edits)
+    editor.start()
+    result = sb.run()
+    editor.join()
+
+    assert result.code == 0, result.output
+    for person in (racing, calm):
+        flags = sb.flags("person", person["id"])
+        assert flags["outreach_id"] and not flags["sync_error"] and not flags["duplicate"], flags
+    assert sb.get("person", racing["id"])["person_job_title"] == "Edited by user"
+    assert sb.run().code == 0
+    titles = {p["attributes"]["emails"][0]: p["attributes"]["title"] for p in sb.prospects()}
+    assert titles["race@acme.example"] == "Edited by user" and len(titles) == 2
