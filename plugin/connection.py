@@ -31,12 +31,13 @@ class Connection:
 
 
 def open_workbooks(params: dict, redactor: Redactor, *, name: str = "workbooks",
-                   default_timeout: float | None = None) -> Connection:
-    """Log in to Workbooks. Raises BadCredentials / TransientError (plugin.workbooks)."""
+                   default_timeout: float | None = None, deadline: Deadline | None = None) -> Connection:
+    """Log in to Workbooks. Raises BadCredentials / TransientError (plugin.workbooks).
+    `deadline`: the caller's, when its clock started earlier than this call (the runner's)."""
     fixed = secrets_in(params)
     for secret in fixed:
         redactor.add(secret)
-    deadline = Deadline.from_env(default_timeout)
+    deadline = deadline or Deadline.from_env(default_timeout)
     # The client learns more secrets as it goes (session ids, tokens); the log asks it each time.
     http = HttpClient(name, verify=flag(params, "verify_tls", True), deadline=deadline,
                       secrets=lambda: fixed)

@@ -27,6 +27,15 @@ class Deadline:
             seconds = default
         return cls(seconds)
 
+    def ending_early(self, seconds: float) -> "Deadline":
+        """The same deadline `seconds` sooner (same start, same clock); unlimited stays so."""
+        if self._end is None:
+            return self
+        early = Deadline(None, clock=self._clock)
+        early._seconds = max(0.0, float(self._seconds) - seconds)
+        early._end = self._end - seconds
+        return early
+
     @classmethod
     def unlimited(cls) -> "Deadline":
         return cls(None)

@@ -43,6 +43,8 @@ from .state import StateStore
 TOKENS_KEY = "tokens"
 REFRESH_MARGIN = 300          # refresh when fewer seconds than this are left
 STILL_VALID_MARGIN = 30       # a token with less than this left is treated as expired
+RETRY_REFRESH_AFTER = 60      # after a postponed refresh, keep the valid token this long before
+                              # asking again (Outreach mints at most once a minute, R2.2)
 DEFAULT_SCOPES = ("prospects.all", "accounts.all", "users.read")
 
 NOT_AUTHORISED = "Outreach is not authorised: run the authorisation"
@@ -89,6 +91,7 @@ class OutreachAuth:
         self.save_attempts = save_attempts
         self._tokens: dict | None = None
         self._pending: dict | None = None     # refreshed but not yet saved: never handed out
+        self._postponed_at: float | None = None   # when a due refresh last failed transiently
         self.refreshes = 0
         http.add_secret_source(self.secrets)
 
@@ -149,6 +152,11 @@ class OutreachAuth:
             return tokens["access_token"]
         if self.dry_run and left > STILL_VALID_MARGIN:
             return tokens["access_token"]  # a dry run rotates nothing it does not have to
+        if left > STILL_VALID_MARGIN and self._postponed_at is not None \
+                and self._clock() - self._postponed_at < RETRY_REFRESH_AFTER:
+            # The refresh just failed (throttled, down, or its answer lost): asking again before
+            # every request would double the run's requests and keep hitting the throttle.
+            return tokens["access_token"]
         return self._refresh(tokens, forced=False)
 
     def force_refresh(self) -> str:
@@ -157,7 +165,7 @@ class OutreachAuth:
             self._save(self._pending)
         return self._refresh(self._load(), forced=True)
 
-    def _refresh(self, tokens: dict, *, forced: bool) -> str:
+    def _refresh(self, tokens: dict, *, forced: bool, rechecked: bool = False) -> str:
         if not tokens.get("refresh_token"):
             raise NotAuthorised(NOT_AUTHORISED + " (no refresh token is stored)")
         self._require_client()
@@ -168,19 +176,51 @@ class OutreachAuth:
             form["redirect_uri"] = self.redirect_uri
         try:
             answer = self._token_request(form, refusal=NOT_AUTHORISED + " (the stored refresh token was refused: {reason})")
+        except NotAuthorised:
+            newer = None if rechecked else self._rotated_elsewhere(tokens)
+            if newer is None:
+                raise
+            self._log("info", "Outreach tokens were refreshed by another run meanwhile; using those")
+            self._tokens = newer
+            if newer.get("access_token") != tokens.get("access_token") and \
+                    float(newer.get("expires_at") or 0) - self._clock() > STILL_VALID_MARGIN:
+                return newer["access_token"]
+            return self._refresh(newer, forced=forced, rechecked=True)
         except (RateLimited, TransientError) as exc:
             if still_valid:
                 self._log("warning", f"Outreach token refresh postponed ({exc}); the current token "
                                      "is still valid")
+                self._postponed_at = self._clock()
                 return tokens["access_token"]
             raise
         new = self._record(answer, previous=tokens)
         new["refreshed_at"] = _iso(self._clock())
+        self._postponed_at = None
         self._pending = new
         self._save(new)
         self.refreshes += 1
         self._log("info", "Outreach access token refreshed")
         return new["access_token"]
+
+    def _rotated_elsewhere(self, used: dict) -> dict | None:
+        """After the refresh token was refused: has another process stored newer tokens since we
+        read ours? Two runs of the scheduled process may start together (Process Channels), and
+        both refresh before taking the run lock; with single-use refresh tokens the slower one
+        is refused. It must take the winner's tokens rather than report the authorisation lost
+        (exit 2 disables the process). The winner saves a moment after its answer arrives, so
+        look again briefly before giving up."""
+        for attempt in range(3):
+            if attempt:
+                self._sleep(0.5)
+            try:
+                stored = self.state.get(TOKENS_KEY, fresh=True)
+            except (TransientError, WorkbooksError):
+                return None
+            if isinstance(stored, dict) and stored.get("refresh_token") \
+                    and stored["refresh_token"] != used.get("refresh_token"):
+                self._check_database(stored)
+                return stored
+        return None
 
     # --- authorisation-code flow (the web process) -------------------------------------------------
     def authorize_url(self, state: str, scopes: Iterable[str] | str = DEFAULT_SCOPES) -> str:

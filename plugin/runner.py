@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import TextIO
 
 from . import fields
 from .connection import open_workbooks
+from .deadline import Deadline
 from .errors import NotInstalled, PluginError
 from .http import HttpClient
 from .mapping import DEFAULT_MAPPING_PATH, load_mapping
@@ -34,7 +36,8 @@ DEFAULTS = {
     "mapping": "mappings/default.yaml",
     "outreach_hourly_budget": 8000,
 }
-STATE_KEYS = ("install", "tokens", "watermark.person", "watermark.organisation", "lock", "outreach_budget")
+STATE_KEYS = ("install", "tokens", "watermark.person", "watermark.organisation", "lock", "outreach_budget",
+              "unconfirmed.person")
 # Seconds added to the clock the hourly Outreach budget is counted by. Never set in production:
 # the benchmark (tools/bench.py) and tests simulate an hour of one-minute runs in minutes by
 # moving the emulators' clocks, and the budget window has to move with them.
@@ -42,24 +45,45 @@ CLOCK_OFFSET_ENV = "OUTREACH_SYNC_CLOCK_OFFSET"
 
 
 def main(argv: list[str] | None = None, stream: TextIO | None = None) -> int:
+    # TIMEOUT counts from the moment Workbooks starts the process, so the clock starts here,
+    # before the parameters and the mapping are read, not at the Workbooks login.
+    deadline = run_deadline(Deadline.from_env())
     redactor = Redactor()
     log = Log(stream or sys.stdout, redactor=redactor)
     try:
         params = load_params(argv)
         log = Log(stream or sys.stdout, level=str(params.get("log_level") or "info"), redactor=redactor)
-        return send_receive(params, log, redactor)
+        return send_receive(params, log, redactor, deadline)
     except PluginError as exc:
         log.error(str(exc))
         return exit_code_for(exc)
+    except Exception as exc:  # noqa: BLE001 - the last resort, see below
+        # An answer no API documents (a 201 without an id, a paging link that is not a URL…)
+        # must not end in a raw traceback: nobody redacted its text, and the log would end
+        # without a verdict. The engine's own finally-blocks have already saved state and
+        # released the lock; exit 1 (try again), never 2, which would disable the process.
+        log.debug("".join(traceback.format_exception(exc)))
+        log.error(f"the run stopped on an unexpected error ({type(exc).__name__}: {exc}); "
+                  "the next run tries again")
+        return 1
 
 
-def send_receive(params: dict, log: Log, redactor: Redactor) -> int:
+def run_deadline(timeout: Deadline) -> Deadline:
+    """The run's own deadline: Workbooks' TIMEOUT less an exit reserve (5 %, 1–10 s). Requests
+    are cut to the deadline, so a run whose last writes keep failing still exits, and is not
+    killed in the middle of one, before Workbooks kills it at TIMEOUT."""
+    if not timeout.limited:
+        return timeout
+    return timeout.ending_early(min(10.0, max(1.0, 0.05 * timeout.total)))
+
+
+def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline | None = None) -> int:
     settings = {**DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}}
     dry_run = flag(settings, "dry_run", False)
     mapping = load_mapping(_mapping_path(settings["mapping"]))       # InvalidMapping → exit 2, nothing written
     for warning in getattr(mapping, "warnings", []):
         log.warning(str(warning))
-    connection = open_workbooks(params, redactor)
+    connection = open_workbooks(params, redactor, deadline=deadline)
     report = None
     try:
         wb = connection.workbooks
@@ -73,8 +97,10 @@ def send_receive(params: dict, log: Log, redactor: Redactor) -> int:
         bound = {kind: _bind(wb, mapping.objects[kind], kind, install) for kind in ("organisation", "person")}
 
         client_id, client_secret, redirect = client_credentials(params, install)
+        # Outreach's errors are redacted with Workbooks' secrets too: their text can end up on a
+        # record (Outreach Error Message), which the log's redactor never sees.
         outreach_http = HttpClient("outreach", verify=flag(params, "verify_tls", True),
-                                   deadline=connection.deadline)
+                                   deadline=connection.deadline, secrets=connection.http.secrets)
         redactor.add_source(outreach_http.secrets)
         auth = OutreachAuth(state, outreach_http, oauth_url=settings["outreach_oauth_url"],
                             client_id=client_id, client_secret=client_secret, database=wb.database,
@@ -90,7 +116,9 @@ def send_receive(params: dict, log: Log, redactor: Redactor) -> int:
                       log=log, deadline=connection.deadline, database_id=wb.database.get("id"),
                       settings=SyncSettings(web_url=settings["outreach_web_url"], dry_run=dry_run,
                                             lock_ttl_seconds=_lock_ttl(connection.deadline),
-                                            deadline_margin=_margin(connection.deadline)))
+                                            deadline_margin=_margin(connection.deadline),
+                                            field_limits={kind: fields.write_limits(install, kind)
+                                                          for kind in ("organisation", "person")}))
         report = run.execute()
         if outreach.requests_made and not dry_run:
             _save_quietly(state, "outreach_budget", budget_state, log)

@@ -203,11 +203,28 @@ class StateStore:
             return False
         raise TransientError("could not take the run lock: " + "; ".join(result.errors))
 
-    def release_lock(self, owner: str) -> None:
+    def release_lock(self, owner: str, *, attempts: int = 3) -> None:
         """Free the lock if (and only if) `owner` holds it. A conflict means someone took over
-        an expired lock meanwhile: theirs now, nothing to release."""
+        an expired lock meanwhile: theirs now, nothing to release.
+
+        Tried a few times: a lock left behind blocks every run until its TTL (the run's TIMEOUT
+        plus two minutes), so one dropped connection must not cost that. A release whose answer
+        was lost is found done on the re-read; one that never arrived is sent again."""
         if self.dry_run:
             return
+        deadline = getattr(getattr(self.workbooks, "http", None), "deadline", None)
+        for attempt in range(attempts):
+            try:
+                self._release_once(owner)
+                return
+            except TransientError:
+                # Another try only while it cannot push the run past its deadline: a release
+                # cut off by Workbooks' TIMEOUT would be no better than none.
+                if attempt + 1 >= attempts or (deadline is not None and deadline.remaining() < 3):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _release_once(self, owner: str) -> None:
         rows = self._rows("lock")
         if not rows:
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from . import plan
@@ -29,6 +29,11 @@ from .watermark import Watermark, WatermarkTracker
 from .workbooks import format_datetime as format_wb_datetime, parse_datetime as parse_wb_datetime
 
 KINDS = (ORGANISATION, PERSON)
+# People whose Prospect may exist although the Outreach Id never reached Workbooks (the create's
+# answer, or the write-back after it, was lost): id → the emails it was created with. See
+# SyncRun._unconfirmed_note.
+UNCONFIRMED_KEY = "unconfirmed.person"
+UNCONFIRMED_KEEP_SECONDS = 14 * 86400
 ERROR_MESSAGE_LIMIT = 1000
 _EMPLOYER_CACHE_LIMIT = 50_000
 
@@ -41,6 +46,8 @@ class SyncSettings:
     lock_ttl_seconds: int = 900
     deadline_margin: float = 10.0
     stale_retries: int = 3
+    # kind → logical field → most characters Workbooks holds there (a `string` stand-in: 255)
+    field_limits: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,7 +129,11 @@ class SyncRun:
         self._users: list[dict] | None = None
         self._employers: dict[int, dict | None] = {}
         self._created_keys: dict[tuple[str, str], int] = {}
+        self._recheck: set[int] = set()    # organisations whose people must be looked at again
+        self._unconfirmed: dict[str, dict] | None = None     # loaded on first use
+        self._unconfirmed_before: dict[str, dict] = {}
         self._outreach_stopped = False
+        self._pickup = plan.PickupGuard(log)     # rows an ignored filter let through (plan.outside_pickup)
         self._run_id = uuid.uuid4().hex[:12]
 
     # --- the run -------------------------------------------------------------------------------
@@ -132,24 +143,60 @@ class SyncRun:
                 self.report.skipped = "nothing to sync: " + self.report.summary()
                 return self.report
             if not self.settings.dry_run:
-                if not self.state.acquire_lock(self._run_id, self.settings.lock_ttl_seconds):
+                try:
+                    acquired = self.state.acquire_lock(self._run_id, self.settings.lock_ttl_seconds)
+                except TransientError:
+                    # The answer was lost, so the lock may be ours after all: free it now rather
+                    # than leave it to block every run until its TTL.
+                    self._release_lock()
+                    raise
+                if not acquired:
                     self.report.skipped = ("another Outreach Send/Receive run is in progress "
                                            "(it holds the run lock); this run did nothing")
                     return self.report
-                # A run that held the lock until a moment ago may have moved the watermarks.
-                self.state.prefetch([f"watermark.{kind.name}" for kind in KINDS])
             try:
+                if not self.settings.dry_run:
+                    # A run that held the lock until a moment ago may have moved the watermarks.
+                    # (Inside the try: a failure here must release the lock too.)
+                    self.state.prefetch([f"watermark.{kind.name}" for kind in KINDS])
                 for kind in KINDS:
                     self._sync_kind(kind)
                     if self._time_is_up():
                         break
             finally:
                 if not self.settings.dry_run:
+                    self._save_unconfirmed()
                     self._release_lock()
         except TransientError as exc:
             self.report.failure = exc
             self.report.stopped = self.report.stopped or str(exc)
         return self.report
+
+    def _unconfirmed_note(self) -> dict[str, dict]:
+        """Creates this plugin cannot be sure about. A Prospect created by a run whose answer
+        (or whose write-back) was lost is found again next run by an email look-up, and adopted
+        because it carries our marker. If the person's email is edited in between, the look-up
+        by the new email misses it and a second Prospect would be created (Outreach cannot
+        filter on externalId). So the emails a create was sent with are kept here until its
+        write-back succeeds, and looked up too. Costs nothing while nothing fails: the key is
+        read with the rest of the state, and written only when it changes."""
+        if self._unconfirmed is None:
+            value = self.state.get(UNCONFIRMED_KEY)
+            self._unconfirmed = {str(k): dict(v) for k, v in value.items() if isinstance(v, dict)} \
+                if isinstance(value, dict) else {}
+            self._unconfirmed_before = {k: dict(v) for k, v in self._unconfirmed.items()}
+        return self._unconfirmed
+
+    def _save_unconfirmed(self) -> None:
+        if self._unconfirmed is None or self._unconfirmed == self._unconfirmed_before:
+            return
+        now = time.time()
+        note = {k: v for k, v in self._unconfirmed.items()
+                if now - float(v.get("at") or now) < UNCONFIRMED_KEEP_SECONDS}
+        try:
+            self.state.put(UNCONFIRMED_KEY, note)
+        except PluginError as exc:
+            self.log.warning(f"could not note the creates whose outcome is unknown ({exc})")
 
     def _release_lock(self) -> None:
         try:
@@ -161,6 +208,8 @@ class SyncRun:
     def _any_work(self) -> bool:
         """A lock-free first look, so an idle minute costs one query per kind and no write.
         Rows the watermark covers (handled at its second) are paged past, not taken for work."""
+        if Watermark.from_state(self.state.get(f"watermark.{ORGANISATION.name}")).recheck:
+            return True     # people left to re-check after an Employer changed (_recheck_people)
         for kind in KINDS:
             watermark = Watermark.from_state(self.state.get(f"watermark.{kind.name}"))
             cursor = None
@@ -187,22 +236,63 @@ class SyncRun:
         start = Watermark.from_state(self.state.get(key))
         tracker = WatermarkTracker(start)
         cursor = None
+        finished = False
         try:
+            if kind is PERSON:
+                self._recheck_people(start, tracker)
             while not self._time_is_up():
                 rows = self._fetch(kind, start, cursor)
                 if not rows:
                     break
                 cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
                 self._process_page(kind, rows, start, tracker)
+            finished = True
         finally:
             if self.report.stopped:
                 self._count_backlog(kind, start)
             if not self.settings.dry_run:
                 new = tracker.result()
-                if not self.report.stopped:
+                if finished and not self.report.stopped:
+                    # Not while a fault is unwinding the run: the second may hold unfinished work.
                     new = self._close_second(kind, new)
+                if kind is ORGANISATION:
+                    # Saved with the watermark that moves past these organisations, in one write.
+                    new = replace(new, recheck=sorted(set(start.recheck) | self._recheck))
                 if new.to_state() != start.to_state():
                     self.state.put(key, new.to_state())
+
+    def _recheck_people(self, start: Watermark, tracker: WatermarkTracker) -> None:
+        """People whose synced Employer was renamed since they were synced: their mapped
+        `company` (employer_name) changed, yet their own `updated_at` did not, so the scan would
+        never select them. Read the linked ones, employers a page at
+        a time, and let the normal diff decide (unchanged costs no Outreach request); forget each
+        group of employers once all its people are done. Runs before the scan, so the scan takes
+        the echoes of these write-backs for what they are."""
+        key = f"watermark.{ORGANISATION.name}"
+        organisations = Watermark.from_state(self.state.get(key))
+        if not organisations.recheck:
+            return
+        cols = self.columns[PERSON.name]
+        size = self.settings.page_size
+        done: set[int] = set()
+        for n in range(0, len(organisations.recheck), size):
+            if self._time_is_up():
+                break
+            group = organisations.recheck[n:n + size]
+            filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
+                       (cols["duplicate"], "false", ""), (cols["outreach_id"], "not_blank", ""),
+                       ("employer_link", "eq", group)]
+            for rows in self.wb.iter_pages(PERSON.endpoint, filters=filters, columns=self._columns_for(PERSON),
+                                           limit=size):
+                self._process_page(PERSON, rows, start, tracker, recheck=True)
+                if self._time_is_up():
+                    break
+            if self.report.stopped:
+                break
+            done.update(group)
+        if done and not self.settings.dry_run:
+            left = [i for i in organisations.recheck if i not in done]
+            self.state.put(key, replace(organisations, recheck=left).to_state())
 
     def _close_second(self, kind: ObjectKind, watermark: Watermark) -> Watermark:
         """Move the watermark to the next second once its own second is over and every record
@@ -272,26 +362,36 @@ class SyncRun:
 
     # --- one page ------------------------------------------------------------------------------
     def _process_page(self, kind: ObjectKind, rows: list[dict], start: Watermark,
-                      tracker: WatermarkTracker) -> None:
+                      tracker: WatermarkTracker, *, recheck: bool = False) -> None:
+        """One page. `recheck`: rows picked by `_recheck_people`, outside the scan's order; they
+        are all looked at (the done-set says nothing about their Employer) and do not move the
+        scan's cursor."""
         items = []
         for row in rows:
             updated_at, version = row.get("updated_at"), row.get("lock_version")
-            tracker.read(updated_at)
-            if start.covers(row["id"], updated_at, version) or \
-                    tracker.handled_version(row["id"]) == (updated_at, version):
+            if not recheck and (start.covers(row["id"], updated_at, version) or
+                                tracker.handled_version(row["id"]) == (updated_at, version)):
                 tracker.handled(row["id"], updated_at, version)   # done earlier, or our own echo
                 continue
+            if self._pickup.outside(row, self.columns[kind.name], kind.label):
+                if not recheck:
+                    tracker.handled(row["id"], updated_at, version)   # nothing to do for this version
+                continue
             items.append(Item(row=row, kind=kind))
-        if not items:
-            return
-        self._prepare(kind, items)
-        self._resolve_new(kind, [i for i in items if i.outcome is None and not i.linked])
-        for item in items:
-            if item.outcome is None:
-                self._send(kind, item)
-        self._write_back(kind, items, tracker)
-        for item in items:
-            self._account_for(kind, item, tracker)
+        if items:
+            self._prepare(kind, items)
+            self._resolve_new(kind, [i for i in items if i.outcome is None and not i.linked])
+            for item in items:
+                if item.outcome is None:
+                    self._send(kind, item)
+            self._write_back(kind, items, tracker)
+            for item in items:
+                self._account_for(kind, item, tracker)
+        if not recheck:
+            # Only now: a fault that cuts the page short (a failed write-back) propagates before
+            # this, and the watermark stays in front of the page, whose deferred records are then
+            # read again next run instead of being skipped.
+            tracker.read(rows[-1].get("updated_at"))
 
     def _prepare(self, kind: ObjectKind, items: list[Item]) -> None:
         mapping = self.mappings[kind.name]
@@ -349,13 +449,26 @@ class SyncRun:
                 self._defer(item, "Outreach work stopped for this run")
 
     def _resolve_prospects(self, items: list[Item]) -> None:
-        emails = sorted({e.lower() for i in items for e in i.mapped.get("emails", [])})
+        note = self._unconfirmed_note()
+        earlier = {i.id: [e for e in note.get(str(i.id), {}).get("emails") or [] if isinstance(e, str)]
+                   for i in items}
+        emails = sorted({e for i in items for e in i.mapped.get("emails", [])} |
+                        {e for found in earlier.values() for e in found})    # the client adds lower case
         found = self.outreach.find_prospects_by_emails(emails)
         by_email: dict[str, list[dict]] = {}
         for resource in found:
             for email in (resource.get("attributes") or {}).get("emails") or []:
                 by_email.setdefault(str(email).lower(), []).append(resource)
         for item in items:
+            # Ours from an unconfirmed create, found by the emails it was created with: adopt it
+            # (the diff then sends the new email). Someone else's record under an old email is
+            # no reason to call this one a duplicate, so only the current emails judge that.
+            marker = self._marker(item)
+            mine = [r for e in earlier[item.id] for r in by_email.get(e.lower(), [])
+                    if (r.get("attributes") or {}).get(item.kind.marker_attribute) == marker]
+            if mine:
+                self._adopt(item, mine[0])
+                continue
             matches = {r["id"]: r for e in item.mapped["emails"] for r in by_email.get(e.lower(), [])}
             self._match(item, list(matches.values()), "email " + ", ".join(item.mapped["emails"]))
 
@@ -454,12 +567,17 @@ class SyncRun:
             self.log.info(f"dry run: would create an Outreach {kind.outreach_type} for {_describe(item)}")
             item.outcome = "created"
             return
+        if kind is PERSON:
+            # Until its write-back succeeds, this create's outcome is not certain (see _unconfirmed_note).
+            entry = self._unconfirmed_note().setdefault(str(item.id), {"emails": []})
+            entry["emails"] = sorted(set(entry.get("emails") or []) | set(item.mapped.get("emails") or []))
+            entry["at"] = int(time.time())
         try:
             resource = self.outreach.create(kind.outreach_type, attributes, plan.relationships_payload(relationships))
         except OutreachValidation as exc:
             if kind is PERSON and "already been taken" in (exc.detail or ""):
                 # Someone (or a parallel sync) created it between our look-up and the create.
-                found = self.outreach.find_prospects_by_emails([e.lower() for e in item.mapped["emails"]])
+                found = self.outreach.find_prospects_by_emails(item.mapped["emails"])
                 self._match(item, found, "email " + ", ".join(item.mapped["emails"]))
                 if item.outcome is None and item.outreach_id is not None:
                     self._update(kind, item)
@@ -549,6 +667,8 @@ class SyncRun:
 
     def _write_back_fields(self, kind: ObjectKind, item: Item) -> dict:
         cols = self.columns[kind.name]
+        limits = self.settings.field_limits.get(kind.name) or {}
+        message_limit = min(ERROR_MESSAGE_LIMIT, limits.get("error_message", ERROR_MESSAGE_LIMIT))
         had_message = bool(item.row.get(cols["error_message"]))
         fields: dict[str, Any] = {}
         if item.outcome in ("created", "adopted", "updated"):
@@ -556,7 +676,7 @@ class SyncRun:
                 fields[cols["outreach_id"]] = str(item.outreach_id)
                 fields[cols["outreach_url"]] = self._web_url(kind, item.outreach_id)
             if item.new_snapshot is not None:
-                fields[cols["snapshot"]] = item.new_snapshot.dump()
+                fields[cols["snapshot"]] = item.new_snapshot.dump(limits.get("snapshot"))
             fields[cols["last_synced"]] = format_wb_datetime(self.clock())
             if had_message:
                 fields[cols["error_message"]] = None
@@ -564,10 +684,10 @@ class SyncRun:
             fields[cols["error_message"]] = None
         elif item.outcome == "duplicate":
             fields[cols["duplicate"]] = True
-            fields[cols["error_message"]] = ("Duplicate: " + item.message)[:ERROR_MESSAGE_LIMIT]
+            fields[cols["error_message"]] = plan.clip("Duplicate: " + item.message, message_limit)
         elif item.outcome == "error":
             fields[cols["sync_error"]] = True
-            fields[cols["error_message"]] = item.message[:ERROR_MESSAGE_LIMIT]
+            fields[cols["error_message"]] = plan.clip(item.message, message_limit)
         return fields
 
     def _write_rows(self, kind: ObjectKind, rows: dict[int, tuple[Item, dict]], tracker, attempt: int) -> None:
@@ -623,6 +743,8 @@ class SyncRun:
             counts.pending += 1
             tracker.needs_work(item.row.get("updated_at"), linked=item.linked)
             return
+        if kind is PERSON and self._unconfirmed and written:
+            self._unconfirmed.pop(str(item.id), None)     # its outcome is in Workbooks now
         if outcome == "unchanged" and not item.row.get("_written"):
             tracker.handled(item.id, item.row.get("updated_at"), item.row.get("lock_version"))
         if outcome == "created":
@@ -646,6 +768,11 @@ class SyncRun:
                            "Fix it, then untick Outreach Sync Error to sync it again")
         if kind is ORGANISATION and written:
             self._remember_employer(item)
+            if outcome == "updated" and "name" in item.attributes_sent:
+                # Renamed: its people's `employer_name` (mapped to `company`) changed with it. (An
+                # Employer reaching Outreach later is not rechecked: that would re-read every page
+                # of a first backlog for nothing; its earlier people are related on their next edit.)
+                self._recheck.add(item.id)
 
     # --- helpers -------------------------------------------------------------------------------
     def _remember_employer(self, item: Item) -> None:

@@ -21,18 +21,29 @@ from .workbooks import parse_datetime as parse_wb_datetime
 class Watermark:
     at: str | None = None                             # Workbooks datetime text
     done: dict[int, int] = field(default_factory=dict)  # record id -> lock_version handled at `at`
+    # Organisations only: ids whose linked People must be looked at again although their own
+    # `updated_at` did not move (the Employer was renamed). Kept in the
+    # Organisations' watermark so it is saved in the same write that moves past those records:
+    # a crash can never lose it (see SyncRun._recheck_people).
+    recheck: list[int] = field(default_factory=list)
 
     @classmethod
     def from_state(cls, value) -> "Watermark":
-        if not isinstance(value, dict) or not value.get("at"):
+        if not isinstance(value, dict):
             return cls()
+        recheck = sorted({int(i) for i in value.get("recheck") or []})
+        if not value.get("at"):
+            return cls(recheck=recheck)
         done = {int(k): int(v) for k, v in (value.get("done") or {}).items()}
-        return cls(at=value["at"], done=done)
+        return cls(at=value["at"], done=done, recheck=recheck)
 
     def to_state(self) -> dict | None:
-        if self.at is None:
+        if self.at is None and not self.recheck:
             return None
-        return {"at": self.at, "done": {str(k): v for k, v in sorted(self.done.items())}}
+        state = {"at": self.at, "done": {str(k): v for k, v in sorted(self.done.items())}}
+        if self.recheck:
+            state["recheck"] = sorted(set(self.recheck))
+        return state
 
     def covers(self, record_id: int, updated_at: str | None, lock_version: int | None) -> bool:
         """True when this exact version of the record was handled by an earlier run."""
