@@ -1,6 +1,7 @@
 """`StateStore`: everything that must outlive a run, as JSON values in Workbooks API Data
 (`automation/api_data`) under the key `<prefix>.<key>` (DESIGN §4). Keys in use: `tokens`,
-`install`, `watermark.people`, `watermark.organisations`, `lock`, `oauth_state`, `budget`.
+`install`, `watermark.person`, `watermark.organisation`, `lock`, `clock`, `oauth_state`,
+`outreach_budget`, `unconfirmed.person`.
 
 Writes are upserts guarded by `lock_version`: a value is updated with the lock_version we last
 read, so a concurrent writer turns our write into a `TransientError` instead of a silent

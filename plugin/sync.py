@@ -261,6 +261,24 @@ class SyncRun:
                 if new.to_state() != start.to_state():
                     self.state.put(key, new.to_state())
 
+    def _note_renames(self, items: list[Item]) -> None:
+        """Organisations renamed in Outreach on this page: their people's `employer_name` (mapped
+        to `company`) changed with them, so _recheck_people must read those people again. The
+        note is saved BEFORE the page's write-back, which records the new name as sent: saved
+        only afterwards (with the watermark), one failed write would lose the rename for good.
+        One extra state write, and only for a page with a rename. (An Employer reaching Outreach
+        later is not rechecked: that would re-read every page of a first backlog for nothing; its
+        earlier people are related on their next edit.)"""
+        renamed = {i.id for i in items if i.outcome == "updated" and "name" in i.attributes_sent}
+        if not renamed or self.settings.dry_run:
+            return
+        self._recheck |= renamed
+        key = f"watermark.{ORGANISATION.name}"
+        stored = Watermark.from_state(self.state.get(key))
+        merged = sorted(set(stored.recheck) | renamed)
+        if merged != stored.recheck:
+            self.state.put(key, replace(stored, recheck=merged).to_state())
+
     def _recheck_people(self, start: Watermark, tracker: WatermarkTracker) -> None:
         """People whose synced Employer was renamed since they were synced: their mapped
         `company` (employer_name) changed, yet their own `updated_at` did not, so the scan would
@@ -384,6 +402,8 @@ class SyncRun:
             for item in items:
                 if item.outcome is None:
                     self._send(kind, item)
+            if kind is ORGANISATION:
+                self._note_renames(items)
             self._write_back(kind, items, tracker)
             for item in items:
                 self._account_for(kind, item, tracker)
@@ -768,11 +788,6 @@ class SyncRun:
                            "Fix it, then untick Outreach Sync Error to sync it again")
         if kind is ORGANISATION and written:
             self._remember_employer(item)
-            if outcome == "updated" and "name" in item.attributes_sent:
-                # Renamed: its people's `employer_name` (mapped to `company`) changed with it. (An
-                # Employer reaching Outreach later is not rechecked: that would re-read every page
-                # of a first backlog for nothing; its earlier people are related on their next edit.)
-                self._recheck.add(item.id)
 
     # --- helpers -------------------------------------------------------------------------------
     def _remember_employer(self, item: Item) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.helpers import Tripwire, audit, before_request, is_clean, run_process, run_until_clean, state
+from tests.reliability.helpers import (Tripwire, audit, before_request, is_clean, pending_in, run_process,
+                                       run_until_clean, state)
 from tests.sync_harness import Sandbox
 
 
@@ -82,7 +83,9 @@ def test_a_record_edited_on_every_retry_is_left_for_the_next_run_without_a_dupli
     before_request(sb.wb, "PUT", r"crm/people\.api", edit, times=None)
     first = sb.run()
     assert first.code == 0, first.output
-    assert "kept changing" in first.output and "1 pending" in first.summary
+    # (pending once, or twice when a second ticks during the run and the scan meets the record
+    # again at its newer updated_at: both are fine, as long as nothing is duplicated)
+    assert "kept changing" in first.output and pending_in(first.summary) >= 1
     assert len(sb.prospects()) == 1
     assert not sb.get("person", pid)[sb.col("person", "outreach_id")]      # never written back
     sb.wb.dispatch = type(sb.wb).dispatch.__get__(sb.wb)                    # the user stops
@@ -178,3 +181,28 @@ def test_email_edited_between_a_killed_create_and_the_rerun(sb):
     runs = run_until_clean(sb)
     assert is_clean(runs[-1]), runs[-1].output
     assert audit(sb).problems == []
+
+
+def test_employer_rename_survives_a_failed_save_of_the_recheck_list(sb):
+    """The rename is seen once (the organisation's own write-back records it as sent). If the
+    note to recheck its people were saved only with the watermark at the end of the pass, a
+    failure of that one write would lose it for good. (Found by the storm suite: seed 103, 8 %.)"""
+    org = sb.organisation("Kappa Ltd")["id"]
+    sb.person(email="k1@kappa.example", employer_link=org)
+    assert sb.run().code == 0
+    sb.wb.edit("organisations", org, {"name": "Kappa Group"})
+    failed = [0]
+    original = sb.wb.dispatch
+
+    def dispatch(request):
+        body = request.get_data(as_text=True)
+        if request.method == "PUT" and "api_data" in request.path and "recheck" in body and not failed[0]:
+            failed[0] += 1
+            return sb.wb.error_response(503, "lost")
+        return original(request)
+    sb.wb.dispatch = dispatch
+    assert sb.run().code == 1
+    assert failed == [1]
+    runs = run_until_clean(sb)
+    assert is_clean(runs[-1]), runs[-1].output
+    assert prospect(sb, "k1@kappa.example")["company"] == "Kappa Group"
