@@ -3,8 +3,11 @@
 Reading: each kind is read with the seed's rule `1 AND 2 AND 3 AND (4 OR 5)` in (updated_at, id)
 order, page by page with a keyset cursor (offsets would skip rows, because our own write-backs
 move records to the end of that order while we read). The scan runs until a query comes back
-empty, so it also reads the echoes of its own write-backs once; that lets the watermark move past
-them, and the next idle run costs one query per kind.
+empty, so it would reach the echoes of its own write-backs too; instead, each query leaves out
+the record versions this run has handled ahead of the cursor (`id IN … AND lock_version = v`, see
+watermark.exclusion). A user's edit after our write-back has a new lock_version and is still
+answered. The empty answer then lets the watermark move past them all, and the next idle run
+costs one query per kind.
 
 Per page: map (pure), look up new records in Outreach in batches, create / adopt / flag duplicates,
 PATCH only what changed since the snapshot, then write everything back to Workbooks in one
@@ -25,7 +28,7 @@ from .mapping import RecordMappingError
 from .owners import OwnerDirectory
 from .plan import ORGANISATION, PERSON, ObjectKind
 from .snapshot import Snapshot
-from .watermark import Watermark, WatermarkTracker
+from .watermark import EXCLUDE_IDS, Watermark, WatermarkTracker, exclusion
 from .workbooks import format_datetime as format_wb_datetime, parse_datetime as parse_wb_datetime
 
 KINDS = (ORGANISATION, PERSON)
@@ -59,6 +62,7 @@ class KindCounts:
     errors: int = 0
     pending: int = 0
     adopted: int = 0
+    pending_linked: int = 0         # of `pending`: already in Outreach (the backlog count misses them)
 
     def describe(self) -> str:
         return (f"{self.created} created, {self.updated} updated, "
@@ -214,7 +218,7 @@ class SyncRun:
             watermark = Watermark.from_state(self.state.get(f"watermark.{kind.name}"))
             cursor = None
             while True:
-                rows = self._fetch(kind, watermark, cursor)
+                rows = self._fetch(kind, watermark, cursor, list(watermark.done.items()) if cursor is None else [])
                 if any(not watermark.covers(r["id"], r.get("updated_at"), r.get("lock_version")) for r in rows):
                     return True
                 if len(rows) < self.settings.page_size:
@@ -241,8 +245,14 @@ class SyncRun:
             if kind is PERSON:
                 self._recheck_people(start, tracker)
             while not self._time_is_up():
-                rows = self._fetch(kind, start, cursor)
+                # Versions already handled (our own write-backs, ahead of the cursor) are left out
+                # by the query rather than paged through: one read per 100 written, otherwise.
+                handled = tracker.handled_beyond(cursor, EXCLUDE_IDS)
+                if cursor is None:
+                    handled = list(start.done.items()) + handled   # the last run's, at its last second
+                rows = self._fetch(kind, start, cursor, handled)
                 if not rows:
+                    tracker.pass_handled(cursor)
                     break
                 cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
                 self._process_page(kind, rows, start, tracker)
@@ -330,16 +340,28 @@ class SyncRun:
         if now is None or now < second.timestamp() + 1:
             return watermark     # still inside that second (or a frozen clock): keep the done-set
         cols = self.columns[kind.name]
-        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
-                   (cols["duplicate"], "false", ""), ("updated_at", "eq", watermark.at)]
-        for page in self.wb.iter_pages(kind.endpoint, filters=filters,
-                                       columns=["id", "lock_version", "updated_at"]):
-            for row in page:
-                if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
-                    return watermark
+        base = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
+                (cols["duplicate"], "false", ""), ("updated_at", "eq", watermark.at)]
+        done = sorted(watermark.done.items())
+        # The done-set is left out by the query, a range of ids at a time (each range holding at
+        # most EXCLUDE_IDS of them): anything still answered keeps the second open.
+        for n in range(0, len(done), EXCLUDE_IDS):
+            chunk = done[n:n + EXCLUDE_IDS]
+            filters = list(base)
+            if n > 0:
+                filters.append(("id", "gt", done[n - 1][0]))
+            if n + EXCLUDE_IDS < len(done):
+                filters.append(("id", "le", chunk[-1][0]))
+            more, leave_out = exclusion(chunk, len(filters) + 1)
+            expression = " AND ".join(str(i) for i in range(1, len(filters) + 1)) + " AND " + leave_out
+            for page in self.wb.iter_pages(kind.endpoint, filters=filters + more, fm=expression,
+                                           columns=["id", "lock_version", "updated_at"]):
+                for row in page:
+                    if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
+                        return watermark
         return Watermark(at=format_wb_datetime(second + dt.timedelta(seconds=1)), done={})
 
-    def _fetch(self, kind: ObjectKind, watermark: Watermark, cursor) -> list[dict]:
+    def _fetch(self, kind: ObjectKind, watermark: Watermark, cursor, handled: list[tuple[int, int]]) -> list[dict]:
         cols = self.columns[kind.name]
         filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
                    (cols["duplicate"], "false", ""), (cols["outreach_id"], "blank", "")]
@@ -351,6 +373,10 @@ class SyncRun:
             n = len(filters)
             filters += [("updated_at", "gt", cursor[0]), ("updated_at", "eq", cursor[0]), ("id", "gt", cursor[1])]
             expression += f" AND ({n + 1} OR ({n + 2} AND {n + 3}))"
+        if handled:
+            more, leave_out = exclusion(handled, len(filters) + 1)
+            filters += more
+            expression += " AND " + leave_out
         return self.wb.get(kind.endpoint, filters=filters, fm=expression, columns=self._columns_for(kind),
                            sort=["updated_at", "id"], direction=["ASC", "ASC"], start=0,
                            limit=self.settings.page_size)
@@ -370,7 +396,10 @@ class SyncRun:
         except (PluginError, AttributeError):
             return
         counts = self.report.counts[kind.name]
-        counts.pending = max(counts.pending, total)
+        # Every record still without an Outreach Id waits (deferred ones included), plus the
+        # linked ones this run put off; linked records the scan never reached cannot be counted
+        # cheaply: the watermark keeps them for the next run.
+        counts.pending = total + counts.pending_linked
 
     def _fetch_filters_for_count(self, kind, start):
         cols = self.columns[kind.name]
@@ -387,9 +416,10 @@ class SyncRun:
         items = []
         for row in rows:
             updated_at, version = row.get("updated_at"), row.get("lock_version")
-            if not recheck and (start.covers(row["id"], updated_at, version) or
-                                tracker.handled_version(row["id"]) == (updated_at, version)):
-                tracker.handled(row["id"], updated_at, version)   # done earlier, or our own echo
+            if not recheck and tracker.handled_version(row["id"]) == (updated_at, version):
+                continue            # our own echo, answered although the query left it out
+            if not recheck and start.covers(row["id"], updated_at, version):
+                tracker.handled(row["id"], updated_at, version)   # done by an earlier run
                 continue
             if self._pickup.outside(row, self.columns[kind.name], kind.label):
                 if not recheck:
@@ -432,13 +462,16 @@ class SyncRun:
             except RecordMappingError as exc:
                 self._fail(item, str(exc))
                 continue
-            if kind is PERSON and (not item.linked or item.mapped.get("emails")):
-                # A new prospect needs an email (Outreach dedupes on it); a linked one only needs
-                # the emails we would send to be valid.
-                problem = plan.check_prospect_emails(item.mapped)
-                if problem:
-                    self._fail(item, problem)
-                    continue
+            if kind is PERSON:
+                if not item.linked or item.mapped.get("emails"):
+                    # A new prospect needs an email (Outreach dedupes on it); a linked one only
+                    # needs the emails we would send to be valid.
+                    problem = plan.check_prospect_emails(item.mapped)
+                    if problem:
+                        self._fail(item, problem)
+                        continue
+                # Every person, emailed or not: left out, a linked one without an email lost its
+                # account relation (None was sent) and ignored a change of Employer.
                 item.employer_id = plan.outreach_int(row.get("employer_link"))
                 employer = self._employers.get(item.employer_id) if item.employer_id else None
                 item.account = plan.plan_account(item.employer_id, employer, item.snapshot)
@@ -629,8 +662,16 @@ class SyncRun:
                           f"for {_describe(item)}: {changed}")
             item.outcome = "adopted" if adopted else "updated"
             return
-        self.outreach.update(kind.outreach_type, item.outreach_id, decision.attributes,
-                             plan.relationships_payload(decision.relationships))
+        try:
+            self.outreach.update(kind.outreach_type, item.outreach_id, decision.attributes,
+                                 plan.relationships_payload(decision.relationships))
+        except OutreachValidation as exc:
+            if not self._emails_already_there(kind, item, decision, exc):
+                raise
+            rest = {k: v for k, v in decision.attributes.items() if k != "emails"}
+            if rest or decision.relationships:
+                self.outreach.update(kind.outreach_type, item.outreach_id, rest,
+                                     plan.relationships_payload(decision.relationships))
         item.outcome = "adopted" if adopted else "updated"
         item.attributes_sent = sorted(decision.attributes)
         item.new_snapshot = item.snapshot.with_sent(
@@ -638,6 +679,22 @@ class SyncRun:
             account=decision.relationships.get("account", item.snapshot.account),
             owner=decision.relationships.get("owner", item.snapshot.owner),
             employer=item.employer_id, assignee=item.assignee)
+
+    def _emails_already_there(self, kind: ObjectKind, item: Item, decision, exc: OutreachValidation) -> bool:
+        """Outreach may refuse a PATCH that re-sends a prospect's own emails with 422
+        `validationDuplicateValueError` (outreach-api.md §5.2; the exact trigger is uncertain). That
+        happens after an interrupted write-back, when the snapshot lags behind what Outreach holds.
+        The emails count as sent only when a look-up shows no other prospect holds them; the error
+        could also mean another one does, and that must stay an error."""
+        if kind is not PERSON or "emails" not in decision.attributes or \
+                exc.error_id != "validationDuplicateValueError":
+            return False
+        holders = self.outreach.find_prospects_by_emails(decision.attributes["emails"] or [])
+        ours = [p for p in holders if str(p.get("id")) == str(item.outreach_id)]
+        if not ours or len(holders) != len(ours):
+            return False
+        self.log.info(f"{_describe(item)}: Outreach already holds its email; sent the other changes only")
+        return True
 
     def _rejected(self, kind: ObjectKind, item: Item, exc: OutreachValidation) -> None:
         detail = exc.detail or str(exc)
@@ -761,6 +818,7 @@ class SyncRun:
         write_failed = item.row.get("_write_failed")
         if outcome == "pending" or (write_failed and outcome != "unchanged"):
             counts.pending += 1
+            counts.pending_linked += item.linked
             tracker.needs_work(item.row.get("updated_at"), linked=item.linked)
             return
         if kind is PERSON and self._unconfirmed and written:

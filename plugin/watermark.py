@@ -12,6 +12,8 @@ held at the first such record. Unlinked records need no hold, because the seed's
 """
 from __future__ import annotations
 
+import datetime as dt
+import heapq
 from dataclasses import dataclass, field
 
 from .workbooks import parse_datetime as parse_wb_datetime
@@ -62,6 +64,7 @@ class WatermarkTracker:
         self._cursor: str | None = None          # updated_at of the last record read
         self._hold: str | None = None            # first linked record that still needs work
         self._versions: dict[int, tuple[str, int]] = {}   # id -> (updated_at, lock_version) handled
+        self._times: dict[int, dt.datetime] = {}          # id -> its handled updated_at, parsed
 
     def read(self, updated_at: str) -> None:
         self._cursor = updated_at
@@ -70,6 +73,11 @@ class WatermarkTracker:
         """This version of the record needs nothing more (synced, unchanged, flagged, or our
         own write-back produced it)."""
         self._versions[record_id] = (updated_at, lock_version)
+        when = parse_wb_datetime(updated_at)
+        if when is not None:
+            self._times[record_id] = when
+        else:
+            self._times.pop(record_id, None)
 
     def needs_work(self, updated_at: str, linked: bool) -> None:
         if linked and (self._hold is None or _earlier(updated_at, self._hold)):
@@ -77,6 +85,25 @@ class WatermarkTracker:
 
     def handled_version(self, record_id: int) -> tuple[str, int] | None:
         return self._versions.get(record_id)
+
+    def handled_beyond(self, cursor: tuple[str | None, int] | None,
+                       limit: int | None = None) -> list[tuple[int, int]]:
+        """(id, lock_version) of the handled versions after `cursor` (an (updated_at, id) scan
+        position; None = the start), in scan order, the first `limit` of them: what the scan
+        would still meet and skip."""
+        after = None if cursor is None or cursor[0] is None else (parse_wb_datetime(cursor[0]), cursor[1])
+        beyond = ((when, rid) for rid, when in self._times.items() if after is None or (when, rid) > after)
+        ordered = sorted(beyond) if limit is None else heapq.nsmallest(limit, beyond)
+        return [(rid, self._versions[rid][1]) for _, rid in ordered]
+
+    def pass_handled(self, cursor: tuple[str | None, int] | None) -> None:
+        """The scan met nothing more: every record still ahead of `cursor` that the pick-up rule
+        selects is a version this run handled. The next run may start after the last of them."""
+        ahead = self.handled_beyond(cursor)
+        if ahead:
+            last = max(self._times[rid] for rid, _ in ahead)
+            if self._cursor is None or parse_wb_datetime(self._cursor) < last:
+                self._cursor = next(self._versions[rid][0] for rid, _ in ahead if self._times[rid] == last)
 
     def result(self) -> Watermark:
         at = self._hold or self._cursor
@@ -93,3 +120,31 @@ class WatermarkTracker:
 
 def _earlier(a: str, b: str) -> bool:
     return parse_wb_datetime(a) < parse_wb_datetime(b)
+
+
+# How many handled versions one query may leave out. The ids travel as one comma list per
+# lock_version in the form body (`_fc[]=1,2,3`, workbooks-api.md §3.2): 1,000 ids is ~8 KB.
+EXCLUDE_IDS = 1000
+EXCLUDE_VERSIONS = 16
+
+
+def exclusion(pairs: list[tuple[int, int]], first: int) -> tuple[list[tuple], str]:
+    """Filters and a `_fm` fragment leaving out these exact record versions: the server-side
+    twin of the done-set, so the scan does not page through its own write-backs
+    (`NOT ((id IN … AND lock_version = v) OR …)`). `first` is the 1-based number of the first
+    filter added. Takes pairs in the given order up to EXCLUDE_IDS ids and EXCLUDE_VERSIONS
+    distinct lock_versions; the rest are simply not left out (the client still skips them)."""
+    groups: dict[int, list[int]] = {}
+    taken = 0
+    for rid, version in pairs:
+        if taken >= EXCLUDE_IDS or (version not in groups and len(groups) >= EXCLUDE_VERSIONS):
+            break
+        groups.setdefault(version, []).append(rid)
+        taken += 1
+    filters: list[tuple] = []
+    terms = []
+    for version, ids in groups.items():
+        n = first + len(filters)
+        filters += [("id", "eq", ",".join(str(i) for i in sorted(ids))), ("lock_version", "eq", version)]
+        terms.append(f"({n} AND {n + 1})")
+    return filters, ("NOT (" + " OR ".join(terms) + ")") if terms else ""

@@ -42,6 +42,7 @@ from .http import HttpClient
 
 MAX_BATCH = 100         # Workbooks' limit on objects per write request
 DEFAULT_PAGE = 100      # "a _limit of 100 can be expected to work"
+GET_QUERY_LIMIT = 2000  # longer read parameters go in the body: many servers cap a URL near 8 KB
 NO_VALUE = ":no_value:"
 NULL_VALUE = ":null_value:"
 STALE_TEXT = "updated elsewhere"
@@ -625,9 +626,16 @@ class WorkbooksClient:
     def _send(self, method: str, url: str, params: list[tuple[str, str]], *, idempotent: bool) -> requests.Response:
         cookies = {"Workbooks-Session": self.session_id} if self.session_mode and self.session_id and \
             self._logged_in else None
-        if method == "GET":
+        if method == "GET" and sum(len(k) + len(v) + 2 for k, v in params) <= GET_QUERY_LIMIT:
             return self.http.request("GET", url, params=self._query() + params, cookies=cookies,
                                      idempotent=idempotent, allow_redirects=True)
+        if method == "GET":
+            # A long filter (the scan leaving out its own write-backs) would make a URL some servers
+            # and proxies refuse; Workbooks reads GET parameters from a form body too, as its Python
+            # binding always sends them (workbooks-api.md §1.2).
+            return self.http.request("GET", url, params=self._query(), data=params, cookies=cookies,
+                                     idempotent=idempotent, allow_redirects=True,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
         return self.http.request(method, url, params=self._query(), data=params + [("_method", method)],
                                  cookies=cookies, idempotent=idempotent, allow_redirects=False,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})

@@ -3,7 +3,8 @@ watermarks (DESIGN.md §6)."""
 from plugin import plan
 from plugin.owners import OwnerDirectory
 from plugin.snapshot import Snapshot, value_hash
-from plugin.watermark import Watermark, WatermarkTracker
+from plugin import watermark
+from plugin.watermark import Watermark, WatermarkTracker, exclusion
 
 
 def test_snapshot_diff_reports_only_changed_attributes():
@@ -209,3 +210,34 @@ def test_clip_marks_a_cut():
     assert plan.clip("short", 255) == "short"
     clipped = plan.clip("x" * 300, 255)
     assert len(clipped) == 255 and clipped.endswith("…")
+
+
+def test_handled_versions_ahead_of_the_scan_in_scan_order_and_passing_them():
+    tracker = WatermarkTracker(Watermark())
+    tracker.handled(7, "Fri Nov 27 10:00:02 UTC 2026", 3)
+    tracker.handled(5, "Fri Nov 27 10:00:02 UTC 2026", 1)
+    tracker.handled(9, "Fri Nov 27 10:00:01 UTC 2026", 2)
+    assert tracker.handled_beyond(None) == [(9, 2), (5, 1), (7, 3)]
+    assert tracker.handled_beyond(("Fri Nov 27 10:00:02 UTC 2026", 5)) == [(7, 3)]
+    tracker.read("Fri Nov 27 10:00:01 UTC 2026")
+    tracker.pass_handled(("Fri Nov 27 10:00:01 UTC 2026", 9))
+    result = tracker.result()
+    assert result.at == "Fri Nov 27 10:00:02 UTC 2026" and result.done == {5: 1, 7: 3}
+    tracker.pass_handled(("Fri Nov 27 10:00:03 UTC 2026", 1))     # nothing ahead: stays put
+    assert tracker.result().at == "Fri Nov 27 10:00:02 UTC 2026"
+    assert tracker.handled_beyond(None, limit=2) == [(9, 2), (5, 1)]
+    assert tracker.result().at == "Fri Nov 27 10:00:02 UTC 2026"
+
+
+def test_exclusion_leaves_out_exact_versions_grouped_by_lock_version_within_its_limits(monkeypatch):
+    filters, fm = exclusion([(4, 1), (2, 1), (9, 3)], first=5)
+    assert filters == [("id", "eq", "2,4"), ("lock_version", "eq", 1), ("id", "eq", "9"), ("lock_version", "eq", 3)]
+    assert fm == "NOT ((5 AND 6) OR (7 AND 8))"
+    assert exclusion([], first=1) == ([], "")
+    monkeypatch.setattr(watermark, "EXCLUDE_IDS", 2)
+    assert exclusion([(1, 0), (2, 0), (3, 0)], first=1)[0] == [("id", "eq", "1,2"), ("lock_version", "eq", 0)]
+    monkeypatch.setattr(watermark, "EXCLUDE_IDS", 100)
+    monkeypatch.setattr(watermark, "EXCLUDE_VERSIONS", 2)
+    filters, fm = exclusion([(1, 0), (2, 1), (3, 0), (4, 2), (5, 0)], first=1)
+    assert filters[0::2] == [("id", "eq", "1,3"), ("id", "eq", "2")]   # a prefix in scan order
+    assert fm == "NOT ((1 AND 2) OR (3 AND 4))"

@@ -31,10 +31,26 @@ def test_backlog_left_at_timeout_exits_0_and_says_what_is_pending(sb):
     assert 0 < created < 30
     assert "stopped early" in result.summary and "time limit" in result.summary
     assert f"people: {created} created" in result.summary
-    assert "pending" in result.summary and " 0 pending; organisations" not in result.summary
+    assert f"{30 - created} pending; organisations" in result.summary
     sb.outreach.clear_faults()
     assert sb.run_script().code == 0
     assert len(sb.prospects()) == 30
+
+
+def test_linked_records_put_off_at_timeout_are_counted_as_pending(sb):
+    people = [sb.person(email=f"t{n}@acme.example", person_job_title="Old")["id"] for n in range(20)]
+    assert sb.run().code == 0
+    for pid in people:
+        sb.wb.edit("people", pid, {"person_job_title": "New"})
+    sb.person(email="new@acme.example")              # and one not yet in Outreach
+    sb.outreach.add_fault(path=r"^/api/v2/prospects", method="PATCH", latency=0.25, count=None)
+    result = sb.run_script(env={"TIMEOUT": "5"})
+    assert result.code == 0, result.output
+    updated = sum(p["attributes"]["title"] == "New" for p in sb.prospects())
+    assert 0 < updated < 20
+    created = len(sb.prospects()) - 20
+    assert f"people: {created} created, {updated} updated" in result.summary
+    assert f"{20 - updated + 1 - created} pending; organisations" in result.summary
 
 
 def test_outreach_5xx_storm_exits_1_and_flags_nothing(sb):

@@ -189,3 +189,54 @@ def test_a_user_edit_racing_the_write_back_is_kept_whatever_the_failure_shape(sb
     assert sb.run().code == 0
     titles = {p["attributes"]["emails"][0]: p["attributes"]["title"] for p in sb.prospects()}
     assert titles["race@acme.example"] == "Edited by user" and len(titles) == 2
+
+
+# --- a PATCH re-sending the prospect's own email (outreach-api.md §5.2; switch patch_unchanged_email_error) ------
+
+@pytest.mark.parametrize("also_edit_title", [False, True])
+def test_an_email_outreach_already_holds_after_a_lost_write_back_is_not_an_error(sb, also_edit_title):
+    """Run 2 sends the new email but its write-back is cut off, so the snapshot still has the old
+    one; run 3 re-sends it and Outreach (on this reading) refuses the PATCH as a duplicate value.
+    The email is already there: nothing is flagged, other changes still go out, and the run after
+    costs no Outreach request."""
+    sb.outreach.config["patch_unchanged_email_error"] = True
+    person = sb.person(email="ann@acme.example", person_job_title="Engineer")
+    assert sb.run().code == 0
+    sb.wb.edit("people", person["id"], {"main_location[email]": "ann.lee@acme.example"})
+    sb.wb.add_fault(method="PUT", path=r"crm/people\.api", reset=True, count=1)
+    assert sb.run().code == 1
+    [prospect] = sb.prospects()
+    assert prospect["attributes"]["emails"] == ["ann.lee@acme.example"]
+    if also_edit_title:
+        sb.wb.edit("people", person["id"], {"person_job_title": "Principal Engineer"})
+
+    third = sb.run()
+    assert third.code == 0, third.output
+    flags = sb.flags("person", person["id"])
+    assert not flags["sync_error"] and not flags["duplicate"] and not flags["error_message"], flags
+    [prospect] = sb.prospects()
+    assert prospect["attributes"]["title"] == ("Principal Engineer" if also_edit_title else "Engineer")
+    assert sb.outreach_requests("PATCH") == (3 if also_edit_title else 2)   # run 2, refused, the rest
+
+    sb.wb.clock.advance(5)
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.outreach_requests() == 0
+
+
+def test_a_duplicate_value_refusal_for_an_email_another_prospect_holds_stays_an_error(sb):
+    """The same 422 must not hide a real clash: when the look-up finds the email on another
+    prospect, the person is flagged, not quietly marked as sent."""
+    sb.outreach.config["patch_unchanged_email_error"] = True
+    sb.outreach.config["reject_duplicate_emails"] = False
+    person = sb.person(email="ann@acme.example")
+    assert sb.run().code == 0
+    sb.outreach.insert("prospects", {"emails": ["shared@acme.example"], "firstName": "Other"})
+    sb.wb.edit("people", person["id"], {"main_location[email]": "shared@acme.example"})
+    sb.wb.add_fault(method="PUT", path=r"crm/people\.api", reset=True, count=1)
+    assert sb.run().code == 1                       # the PATCH goes through; the write-back is cut off
+    third = sb.run()
+    assert third.code == 0, third.output
+    flags = sb.flags("person", person["id"])
+    assert flags["sync_error"] is True, flags
+    assert "email_hash already exists" in flags["error_message"]

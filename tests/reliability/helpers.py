@@ -287,7 +287,9 @@ def _expected_outcomes(sb, records, foreign, excluded, ignore) -> dict[tuple[str
                     groups[(kind, name.lower())].append(key)
                 continue
             emails = mapped_emails(rec.get("main_location[email]"))
-            if not emails or not all(_EMAIL.match(e) for e in emails):
+            if not emails and rec.get(col(kind, "outreach_id")):
+                out[key] = "healthy"      # linked: Outreach knows it; only a new Prospect needs an email
+            elif not emails or not all(_EMAIL.match(e) for e in emails):
                 out[key] = "error"
             elif any(e.rsplit("@", 1)[1] in excluded for e in emails):
                 out[key] = "error"
@@ -320,11 +322,12 @@ def _is_healthy(sb, key) -> bool:
 
 
 def _synced_before(person: dict, org: dict, *, sb_columns) -> bool:
-    """True when the person's Last Synced is earlier than its Employer's."""
+    """True when the person may have been last synced before its Employer was: its Last Synced
+    is earlier, or the same second (one-second resolution cannot tell those apart)."""
     mine, theirs = person.get(sb_columns["person"]), org.get(sb_columns["organisation"])
     if not mine or not theirs:
         return bool(theirs)
-    return parse_wb_datetime(mine) < parse_wb_datetime(theirs)
+    return parse_wb_datetime(mine) <= parse_wb_datetime(theirs)
 
 
 def _value_problems(kind, rec, target, account_of, records, expected, owners, columns) -> list[str]:

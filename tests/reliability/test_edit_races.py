@@ -11,6 +11,8 @@ which left the Prospects' `company` out of step with Workbooks until the engine 
 """
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
 from tests.reliability.helpers import (Tripwire, audit, before_request, is_clean, pending_in, run_process,
@@ -206,3 +208,44 @@ def test_employer_rename_survives_a_failed_save_of_the_recheck_list(sb):
     runs = run_until_clean(sb)
     assert is_clean(runs[-1]), runs[-1].output
     assert prospect(sb, "k1@kappa.example")["company"] == "Kappa Group"
+
+
+def test_edits_after_our_write_back_reach_outreach_although_the_scan_leaves_its_echoes_out(sb):
+    """With more than a page of work the scan, once it meets its own write-backs, asks Workbooks to
+    leave the rest of them out (by id and lock_version) instead of paging through them. A user
+    edit landing after a record's write-back gives it a new lock_version: it must still be read,
+    in the same run, and reach Outreach; and the run after that must be idle."""
+    people = [sb.person(email=f"p{n}@acme.example", person_job_title="Old")["id"] for n in range(250)]
+    edited = [people[5], people[150], people[240]]     # pages 1 and 2 (written back, left out), 3 (not read)
+    sb.wb.clock.advance(5)                              # write-backs a later second than the inserts
+    original, calls = sb.wb.dispatch, [0]
+
+    def leaves_out(request, pid) -> bool:
+        """The query leaves out a version of `pid` (an `id` IN list next to a lock_version term)."""
+        params = {**parse_qs(request.query_string.decode(), keep_blank_values=True),
+                  **parse_qs(request.get_data(as_text=True), keep_blank_values=True)}
+        fields, values = params.get("_ff[]", []), params.get("_fc[]", [])
+        return "lock_version" in fields and any(f == "id" and str(pid) in v.split(",")
+                                                for f, v in zip(fields, values))
+
+    def dispatch(request):
+        if request.path.endswith("crm/people.api") and request.method == "GET" and not calls[0] \
+                and leaves_out(request, people[150]):
+            calls[0] += 1
+            for pid in edited:
+                sb.wb.edit("people", pid, {"person_job_title": f"Edited {pid}"})
+        return original(request)
+    sb.wb.dispatch = dispatch
+    first = sb.run()
+    sb.wb.dispatch = original
+    assert calls == [1], "the scan never left its echoes out"
+    assert first.code == 0, first.output
+    for pid in edited:      # read by the same run: only versions it wrote itself are left out
+        email = f"p{people.index(pid)}@acme.example"
+        assert prospect(sb, email)["title"] == f"Edited {pid}"
+    assert len(sb.prospects()) == 250
+    sb.reset_counts()
+    idle = sb.run()
+    assert idle.code == 0 and sb.outreach_requests() == 0
+    assert sb.wb.count_of("GET", r"crm/people\.api") == 1
+    assert audit(sb).problems == []

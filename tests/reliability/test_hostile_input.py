@@ -223,3 +223,24 @@ def test_record_deleted_during_a_stale_write_back_retry(sb):
     assert result.code == 0, result.output
     assert sb.flags("person", other)["outreach_id"]
     assert "Traceback" not in result.output
+
+
+def test_a_linked_person_whose_email_is_cleared_keeps_its_employer_relation(sb):
+    """A linked Prospect needs no email to stay in step (Outreach already knows it), and its
+    Employer must still be worked out: clearing the email once dropped the account relation,
+    and a later change of Employer was ignored. (Found by the property suite.)"""
+    acme = sb.organisation("Acme Ltd")["id"]
+    beta = sb.organisation("Beta plc")["id"]
+    pid = sb.person(email="ann@acme.example", employer_link=acme)["id"]
+    assert sb.run().code == 0
+    account = {a["attributes"]["name"]: a["id"] for a in sb.accounts()}
+    sb.wb.edit("people", pid, {"main_location[email]": None})
+    assert sb.run().code == 0
+    [prospect] = sb.prospects()
+    assert prospect["relationships"]["account"]["data"]["id"] == account["Acme Ltd"]
+    sb.wb.edit("people", pid, {"employer_link": beta})
+    assert sb.run().code == 0
+    [prospect] = sb.prospects()
+    assert prospect["relationships"]["account"]["data"]["id"] == account["Beta plc"]
+    assert prospect["attributes"]["company"] == "Beta plc"
+    assert audit(sb).problems == []
