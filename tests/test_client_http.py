@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from plugin import http as plugin_http
 from plugin.deadline import Deadline
 from plugin.errors import RateLimited, TransientError
 from plugin.http import HttpClient
@@ -185,3 +186,61 @@ def test_messages_leave_out_query_strings_and_secrets(outreach_server):
     message = str(caught.value)
     assert "01234-56789" not in message and "sekrit-token-123" not in message
     assert PATH in message and "500" in message
+
+
+# --- the environment: read once, still honoured --------------------------------------------------------
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                   "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_proxies_are_read_once_per_origin_and_no_proxy_still_decides_per_host(clean_environment, outreach_server):
+    # The emulator stands in for the proxy: it answers an absolute-URI request for any host.
+    clean_environment.setenv("HTTP_PROXY", outreach_server.url)
+    clean_environment.setenv("NO_PROXY", "direct.invalid")
+    lookups = []
+    original = plugin_http.get_environ_proxies
+
+    def counted(url, *args, **kwargs):
+        lookups.append(url)
+        return original(url, *args, **kwargs)
+    clean_environment.setattr(plugin_http, "get_environ_proxies", counted)
+    http, _ = _client(max_retries=0)
+    assert http.session.trust_env is False
+    for _ in range(3):
+        assert http.request("GET", "http://proxied.invalid/_emulator/health", idempotent=True).status_code == 200
+    with pytest.raises(TransientError):          # not through the proxy: the name does not resolve
+        http.request("GET", "http://direct.invalid/_emulator/health", idempotent=True)
+    assert [u.split("/")[2] for u in lookups] == ["proxied.invalid", "direct.invalid"]
+
+
+def test_the_ca_bundle_of_the_environment_backs_verify_true_only(clean_environment):
+    clean_environment.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl.pem")
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/requests.pem")
+
+    def verify_used(http):
+        return http.session.merge_environment_settings("https://api.outreach.io/api/v2", {}, None,
+                                                       http.verify, None)["verify"]
+    assert verify_used(_client()[0]) == "/etc/ssl/requests.pem"         # requests' own precedence
+    assert verify_used(_client(verify="/own/bundle.pem")[0]) == "/own/bundle.pem"
+    assert verify_used(_client(verify=False)[0]) is False
+    clean_environment.delenv("REQUESTS_CA_BUNDLE")
+    clean_environment.delenv("CURL_CA_BUNDLE")
+    assert verify_used(_client()[0]) is True                           # requests' default bundle
+
+
+def test_a_netrc_entry_never_replaces_the_bearer_token(clean_environment, tmp_path, outreach_server):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1\nlogin someone\npassword netrc-password\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    clean_environment.setenv("NETRC", str(netrc))
+    http, _ = _client()
+    response = http.request("GET", outreach_server.url + PATH, headers={"Authorization": "Bearer the-token"},
+                            idempotent=True)
+    assert response.request.headers["Authorization"] == "Bearer the-token"

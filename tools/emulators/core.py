@@ -1,5 +1,6 @@
 """What both API emulators share: a settable clock, fault injection, request counting and the
-`/_emulator/` control surface, served by a real threaded HTTP server on loopback.
+`/_emulator/` control surface, served by a real threaded HTTP server on loopback that keeps
+connections alive (HTTP/1.1), as the real APIs do.
 
 An emulator subclasses `Emulator` and implements `dispatch(request)` for its API routes,
 `error_response(status, message)` for faults in its API's own error shape, and optionally
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import json
 import random
 import re
@@ -32,9 +34,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import LimitedStream
 
 UTC = dt.timezone.utc
 _ID_SEGMENT = re.compile(r"/\d+(?=/|\.|$)")
@@ -323,22 +326,173 @@ class Emulator:
             return json_response({"error": f"bad control request: {exc}"}, 400)
 
 
+# Set in the WSGI environ when a fault drops the connection: the handler then sends nothing and
+# closes the socket itself, which (with SO_LINGER 0) is a real TCP RST, not a FIN.
+_RESET_KEY = "emulator.reset_connection"
+
+
 def _reset_socket(environ) -> None:
+    environ[_RESET_KEY] = True
     sock = environ.get("werkzeug.socket")
     if sock is None:
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _call(app, environ) -> tuple[str, list, bytes]:
+    """Run a WSGI app to the end: its status, headers and whole body (answers here are small)."""
+    answer: dict[str, Any] = {"written": []}
+
+    def start_response(status, headers, exc_info=None):
+        answer["status"], answer["headers"] = status, list(headers)
+        return answer["written"].append
+
+    iterable = app(environ, start_response)
     try:
-        sock.close()
-    except OSError:
-        pass
+        chunks = answer["written"] + list(iterable)
+    finally:
+        if hasattr(iterable, "close"):
+            iterable.close()
+    return answer["status"], answer["headers"], b"".join(chunks)
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Connections:
+    """The connections a server has open. Kept-alive connections outlive `shutdown()` (their
+    handler threads wait for the next request), so `ServerHandle.stop()` closes them: a stopped
+    emulator must stop answering, as it did when every connection closed after one answer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.add(sock)
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def close_all(self) -> None:
+        with self._lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            try:
+                # SHUT_RD wakes the handler waiting for a request line; an answer being sent
+                # still goes out, then the handler closes the connection.
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+
+def _connections(server) -> _Connections:
+    found = getattr(server, "emulator_connections", None)
+    if found is None:
+        found = server.emulator_connections = _Connections()
+    return found
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    """Werkzeug's handler, but answering HTTP/1.1 with keep-alive: werkzeug's own `run_wsgi` always
+    sends `Connection: close` (and then drains the socket for 10 ms, which would swallow the next
+    request on a kept-alive connection), so every client request paid for a new TCP connection,
+    which real APIs do not charge. Each answer is buffered and sent with its Content-Length; the
+    unread rest of a request body is drained so the next request line starts the stream. A fault
+    that resets the connection still does: nothing is sent and the socket is closed with an RST."""
+
+    protocol_version = "HTTP/1.1"
+    # One buffered writer, flushed once per answer: headers and body leave in one segment.
+    wbufsize = 64 * 1024
+
+    def setup(self) -> None:
+        super().setup()
+        # Two writes per answer would otherwise meet Nagle + delayed ACK: a 40 ms stall each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _connections(self.server).add(self.connection)
+
+    def finish(self) -> None:
+        _connections(self.server).discard(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.wfile.flush()
+        environ = self.make_environ()
+        body_in = self._limit_body(environ)
+        try:
+            status, headers, body = _call(self.server.app, environ)
+        except Exception:  # noqa: BLE001 - like werkzeug: a bug in the app is a 500, not a hang
+            self.close_connection = True
+            status, headers, body = _call(InternalServerError(), environ)
+        if environ.get(_RESET_KEY):
+            self._abort()
+            return
+        if body_in is None or not self._drained(body_in):
+            self.close_connection = True
+        self._send(environ, status, headers, body)
+
+    def _limit_body(self, environ):
+        """A stream that stops at Content-Length, so what the app left unread can be drained.
+        None for a chunked body (its end is only found by parsing it): that connection closes."""
+        if environ.get("wsgi.input_terminated"):
+            return None
+        try:
+            length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+        except ValueError:
+            return None
+        stream = LimitedStream(environ["wsgi.input"], length)
+        environ["wsgi.input"] = stream
+        return stream
+
+    @staticmethod
+    def _drained(stream) -> bool:
+        try:
+            stream.exhaust()
+            return True
+        except Exception:  # noqa: BLE001 - a client that sent less than it announced
+            return False
+
+    def _send(self, environ, status: str, headers: list, body: bytes) -> None:
+        code_text, _, message = status.partition(" ")
+        code = int(code_text)
+        bodiless = 100 <= code < 200 or code in (204, 304)
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        self.send_response(code, message)
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "connection":
+                continue
+            if lower == "content-length" and not head:
+                continue      # the body actually sent decides; a wrong one would desync the stream
+            self.send_header(name, value)
+        if not bodiless and not head:
+            self.send_header("Content-Length", str(len(body)))
+        asked_to_close = any(n.lower() == "connection" and v.lower() == "close" for n, v in headers)
+        if self.close_connection or asked_to_close:
+            self.send_header("Connection", "close")       # sets close_connection too
+        self.end_headers()
+        if not bodiless and not head:
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def _abort(self) -> None:
+        """Close every reference to the socket now: with SO_LINGER 0 the kernel answers with RST.
+        (The socket only really closes when its file objects do; the sink stands in for the
+        writer that http.server flushes after every request.)"""
+        self.close_connection = True
+        for handle in (self.wfile, self.rfile, self.connection):
+            try:
+                handle.close()
+            except OSError:
+                pass
+        self.wfile = io.BytesIO()
+
+
+class _QuietHandler(_KeepAliveHandler):
     def log_request(self, *args, **kwargs):  # the process log of the plugin is what matters
         pass
 
@@ -377,6 +531,7 @@ class ServerHandle:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        _connections(self._server).close_all()
 
     def __enter__(self) -> "ServerHandle":
         return self.start()
