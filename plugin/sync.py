@@ -245,17 +245,17 @@ class SyncRun:
             if kind is PERSON:
                 self._recheck_people(start, tracker)
             while not self._time_is_up():
-                # Versions already handled (our own write-backs, ahead of the cursor) are left out
-                # by the query rather than paged through: one read per 100 written, otherwise.
-                handled = tracker.handled_beyond(cursor, EXCLUDE_IDS)
-                if cursor is None:
-                    handled = list(start.done.items()) + handled   # the last run's, at its last second
-                rows = self._fetch(kind, start, cursor, handled)
+                # Versions already handled (our own write-backs ahead of the cursor, the last run's
+                # done-set) are left out by the query rather than paged through: one read per 100
+                # written, otherwise.
+                rows = self._fetch(kind, start, cursor, tracker.handled_beyond(cursor, EXCLUDE_IDS))
                 if not rows:
                     tracker.pass_handled(cursor)
                     break
                 cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
                 self._process_page(kind, rows, start, tracker)
+            else:
+                self._pass_echoes_when_stopping(kind, cursor, tracker)
             finished = True
         finally:
             if self.report.stopped:
@@ -270,6 +270,38 @@ class SyncRun:
                     new = replace(new, recheck=sorted(set(start.recheck) | self._recheck))
                 if new.to_state() != start.to_state():
                     self.state.put(key, new.to_state())
+
+    def _pass_echoes_when_stopping(self, kind: ObjectKind, cursor, tracker: WatermarkTracker) -> None:
+        """A run stopped early (time, budget) leaves records ahead of its cursor, and behind them
+        the echoes of everything it wrote. The next run would page through all those echoes
+        (an hour's backlog: thousands) unless the watermark passes them now. It may, when no
+        *linked* record ahead still needs a look: unlinked ones are picked up by `Outreach Id
+        blank` whatever the watermark. So ask for the linked records ahead, leaving out the
+        versions this run handled (EXCLUDE_IDS at a time), until nothing else is answered."""
+        if cursor is None or self.settings.dry_run or not tracker.handled_beyond(cursor, 1):
+            return
+        cols = self.columns[kind.name]
+        base = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""), (cols["duplicate"], "false", ""),
+                (cols["outreach_id"], "not_blank", "")]
+        probe = cursor
+        while self.deadline.remaining() > 2:
+            filters = base + [("updated_at", "gt", probe[0]), ("updated_at", "eq", probe[0]), ("id", "gt", probe[1])]
+            expression = "1 AND 2 AND 3 AND 4 AND (5 OR (6 AND 7))"
+            more, leave_out = exclusion(tracker.handled_beyond(probe, EXCLUDE_IDS), len(filters) + 1)
+            if more:
+                filters, expression = filters + more, f"{expression} AND {leave_out}"
+            try:
+                rows = self.wb.get(kind.endpoint, filters=filters, fm=expression,
+                                   columns=["id", "lock_version", "updated_at"], sort=["updated_at", "id"],
+                                   direction=["ASC", "ASC"], start=0, limit=self.settings.page_size)
+            except TransientError:
+                return              # the watermark simply stays where it is
+            if not rows:
+                tracker.pass_handled(cursor)
+                return
+            if any(tracker.handled_version(r["id"]) != (r.get("updated_at"), r.get("lock_version")) for r in rows):
+                return              # a linked record ahead needs a look: the next run starts here
+            probe = (rows[-1].get("updated_at"), rows[-1]["id"])
 
     def _note_renames(self, items: list[Item]) -> None:
         """Organisations renamed in Outreach on this page: their people's `employer_name` (mapped

@@ -65,6 +65,9 @@ class WatermarkTracker:
         self._hold: str | None = None            # first linked record that still needs work
         self._versions: dict[int, tuple[str, int]] = {}   # id -> (updated_at, lock_version) handled
         self._times: dict[int, dt.datetime] = {}          # id -> its handled updated_at, parsed
+        if start.at:
+            for record_id, lock_version in start.done.items():   # handled by the run before
+                self.handled(record_id, start.at, lock_version)
 
     def read(self, updated_at: str) -> None:
         self._cursor = updated_at
@@ -98,7 +101,8 @@ class WatermarkTracker:
 
     def pass_handled(self, cursor: tuple[str | None, int] | None) -> None:
         """The scan met nothing more: every record still ahead of `cursor` that the pick-up rule
-        selects is a version this run handled. The next run may start after the last of them."""
+        selects is a version this run handled, or has no Outreach Id (the rule selects those
+        whatever the watermark). The next run may start after the last handled one."""
         ahead = self.handled_beyond(cursor)
         if ahead:
             last = max(self._times[rid] for rid, _ in ahead)

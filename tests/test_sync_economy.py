@@ -53,3 +53,30 @@ def test_request_counts_per_created_updated_and_unchanged_record(company):
     assert sb.outreach_requests("PATCH") == len(edited)
     assert sb.outreach_requests() == len(edited)
     assert sb.wb.count_of("PUT", r"crm/people") == 1
+
+
+def test_a_run_stopped_early_lets_the_next_one_skip_the_echoes_of_what_it_wrote(workbooks_server, outreach_server,
+                                                                                tmp_path):
+    """A backlog larger than one run's budget: the first run stops with records left, and its own
+    write-backs lie behind them in the scan's order. It moves the watermark past those echoes
+    before it ends (no linked record ahead needs a look), so the next run reads only what is left
+    — not one more page per 100 records the first run wrote."""
+    sb = Sandbox(workbooks_server, outreach_server, tmp_path).ready()
+    total = 800
+    for n in range(total):
+        sb.person(email=f"b{n}@acme.example", first=f"B{n}")
+    sb.wb.clock.advance(5)                                # write-backs a later second than the inserts
+    first = sb.run(outreach_hourly_budget=650)
+    assert first.code == 0, first.output
+    assert "budget" in first.summary
+    created = len(sb.prospects())
+    assert 500 < created < total
+    sb.wb.clock.advance(5)
+    sb.reset_counts()
+    second = sb.run(outreach_hourly_budget=100_000)
+    assert second.code == 0 and " 0 pending" in second.summary, second.output
+    assert len(sb.prospects()) == total
+    left_pages = -(-(total - created) // 100)
+    # first look, the pages left, the empty answer, closing the last second
+    assert sb.wb.count_of("GET", r"crm/people") <= left_pages + 3
+    assert sb.outreach_requests("PATCH") == 0
