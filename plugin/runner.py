@@ -7,6 +7,7 @@ Outreach authorisation are checked before the run lock is taken.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -37,11 +38,13 @@ DEFAULTS = {
     "outreach_hourly_budget": 8000,
 }
 STATE_KEYS = ("install", "tokens", "watermark.person", "watermark.organisation", "lock", "outreach_budget",
-              "unconfirmed.person")
+              "unconfirmed.person", "capabilities")
 # Seconds added to the clock the hourly Outreach budget is counted by. Never set in production:
 # the benchmark (tools/bench.py) and tests simulate an hour of one-minute runs in minutes by
 # moving the emulators' clocks, and the budget window has to move with them.
 CLOCK_OFFSET_ENV = "OUTREACH_SYNC_CLOCK_OFFSET"
+# Added to what is left of the run's deadline to make the run lock's TTL (see _lock_ttl).
+LOCK_GRACE_SECONDS = 30
 
 
 def main(argv: list[str] | None = None, stream: TextIO | None = None) -> int:
@@ -168,9 +171,16 @@ def _bind(wb, object_mapping, kind: str, install: dict):
 
 
 def _lock_ttl(deadline) -> int:
-    # Long enough that a live run is never overtaken, short enough that a killed one frees the
-    # schedule soon: its own time limit plus a margin, or 15 minutes without one.
-    return int(deadline.total + 120) if deadline.limited else 900
+    """The run lock's TTL: the moment its holder is provably gone, so that a lock a run could not
+    release (plugin.state retries the release while the deadline allows) blocks no run after that.
+    A run sends nothing past its deadline (plugin.http clips every request to it, and Workbooks
+    kills the process at TIMEOUT, later still), and the lock is stamped after this is computed,
+    with less time left: so what is left now, plus a grace for a request given up on at the
+    deadline that the server is still finishing, and for Workbooks' whole-second stamps. Without
+    a time limit nothing is provable: 15 minutes."""
+    if not deadline.limited:
+        return 900
+    return int(math.ceil(deadline.remaining())) + LOCK_GRACE_SECONDS
 
 
 def _margin(deadline) -> float:

@@ -16,7 +16,8 @@ The run lock (`acquire_lock`) is one API Data row holding `{"owner", "ttl", …}
     racing, Workbooks accepts exactly one update (the other gets "updated elsewhere");
   * no row yet → create one, re-read every row with the key, and the lowest id wins; a loser
     deletes its own row;
-  * expiry is the row's `updated_at` (Workbooks' clock) + ttl. When the local clock says a
+  * expiry is the row's `updated_at` (Workbooks' clock) + ttl, the holder's own word for when
+    it is provably gone (the runner's `_lock_ttl`). When the local clock says a
     foreign lock has expired, we confirm against Workbooks' clock before taking it over, by
     touching a `clock` row and reading the `updated_at` Workbooks stamps on it. A lagging local
     clock only makes us wait longer; a fast one can never steal a live lock.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -34,6 +36,11 @@ from .workbooks import WorkbooksClient, decode_json_value, parse_datetime
 
 ENDPOINT = "automation/api_data"
 COLUMNS = ["id", "lock_version", "key", "value", "updated_at"]
+# Releasing the run lock (release_lock): tries, the longest wait between two, and the time a try
+# needs before the run's deadline (a read and a write; plugin.http starts none with < 0.5 s left).
+RELEASE_ATTEMPTS = 8
+RELEASE_BACKOFF_CAP = 4.0
+RELEASE_MIN_SECONDS = 1.0
 
 
 @dataclass
@@ -204,13 +211,17 @@ class StateStore:
             return False
         raise TransientError("could not take the run lock: " + "; ".join(result.errors))
 
-    def release_lock(self, owner: str, *, attempts: int = 3) -> None:
+    def release_lock(self, owner: str, *, attempts: int = RELEASE_ATTEMPTS) -> None:
         """Free the lock if (and only if) `owner` holds it. A conflict means someone took over
         an expired lock meanwhile: theirs now, nothing to release.
 
-        Tried a few times: a lock left behind blocks every run until its TTL (the run's TIMEOUT
-        plus two minutes), so one dropped connection must not cost that. A release whose answer
-        was lost is found done on the re-read; one that never arrived is sent again."""
+        A lock left behind blocks every run until its TTL, so a fault must not cost that: tried
+        again with backoff (0.25 s doubling to 4 s, at most `attempts` tries) while the run's
+        deadline leaves room for a read and a write. The deadline alone decides, not a fixed
+        reserve: a run that stopped for time has only its stop margin left (3 s with a short
+        TIMEOUT), and every request is clipped to the deadline anyway (plugin.http), with the
+        exit reserve beyond it. A release whose answer was lost is found done on the re-read;
+        one that never arrived is sent again."""
         if self.dry_run:
             return
         deadline = getattr(getattr(self.workbooks, "http", None), "deadline", None)
@@ -219,11 +230,11 @@ class StateStore:
                 self._release_once(owner)
                 return
             except TransientError:
-                # Another try only while it cannot push the run past its deadline: a release
-                # cut off by Workbooks' TIMEOUT would be no better than none.
-                if attempt + 1 >= attempts or (deadline is not None and deadline.remaining() < 3):
+                wait = min(RELEASE_BACKOFF_CAP, 0.25 * 2 ** attempt)
+                left = deadline.remaining() if deadline is not None else math.inf
+                if attempt + 1 >= attempts or left - wait < RELEASE_MIN_SECONDS:
                     raise
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(wait)
 
     def _release_once(self, owner: str) -> None:
         rows = self._rows("lock")

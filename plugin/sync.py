@@ -36,6 +36,7 @@ KINDS = (ORGANISATION, PERSON)
 # answer, or the write-back after it, was lost): id → the emails it was created with. See
 # SyncRun._unconfirmed_note.
 UNCONFIRMED_KEY = "unconfirmed.person"
+CAPABILITIES_KEY = "capabilities"
 UNCONFIRMED_KEEP_SECONDS = 14 * 86400
 ERROR_MESSAGE_LIMIT = 1000
 _EMPLOYER_CACHE_LIMIT = 50_000
@@ -138,6 +139,7 @@ class SyncRun:
         self._unconfirmed_before: dict[str, dict] = {}
         self._outreach_stopped = False
         self._pickup = plan.PickupGuard(log)     # rows an ignored filter let through (plan.outside_pickup)
+        self._lock_version_filter: bool | None = None   # see _may_leave_out
         self._run_id = uuid.uuid4().hex[:12]
 
     # --- the run -------------------------------------------------------------------------------
@@ -205,8 +207,9 @@ class SyncRun:
     def _release_lock(self) -> None:
         try:
             self.state.release_lock(self._run_id)
-        except TransientError as exc:
-            # The lock expires by itself; the next run will wait at most its TTL.
+        except PluginError as exc:
+            # Any failure (an unexpected answer too): the lock expires by itself, the next run
+            # waits at most its TTL, and the run's own outcome must not be replaced by this one.
             self.log.warning(f"could not release the run lock ({exc}); it expires on its own")
 
     def _any_work(self) -> bool:
@@ -218,7 +221,10 @@ class SyncRun:
             watermark = Watermark.from_state(self.state.get(f"watermark.{kind.name}"))
             cursor = None
             while True:
-                rows = self._fetch(kind, watermark, cursor, list(watermark.done.items()) if cursor is None else [])
+                done = list(watermark.done.items()) if cursor is None else []
+                # No proof here (_may_leave_out): an idle minute must stay at one query per kind.
+                rows = self._fetch(kind, watermark, cursor,
+                                   done if self._may_leave_out(kind, done, prove=False) else [])
                 if any(not watermark.covers(r["id"], r.get("updated_at"), r.get("lock_version")) for r in rows):
                     return True
                 if len(rows) < self.settings.page_size:
@@ -248,7 +254,8 @@ class SyncRun:
                 # Versions already handled (our own write-backs ahead of the cursor, the last run's
                 # done-set) are left out by the query rather than paged through: one read per 100
                 # written, otherwise.
-                rows = self._fetch(kind, start, cursor, tracker.handled_beyond(cursor, EXCLUDE_IDS))
+                handled = tracker.handled_beyond(cursor, EXCLUDE_IDS)
+                rows = self._fetch(kind, start, cursor, handled if self._may_leave_out(kind, handled) else [])
                 if not rows:
                     tracker.pass_handled(cursor)
                     break
@@ -271,6 +278,41 @@ class SyncRun:
                 if new.to_state() != start.to_state():
                     self.state.put(key, new.to_state())
 
+    def _may_leave_out(self, kind: ObjectKind, pairs: list[tuple[int, int]], *, prove: bool = True) -> bool:
+        """Whether queries may leave record versions out by `lock_version`. Everything rests on
+        Workbooks applying that filter: a server that dropped the term would leave records out by
+        id alone and hide a user's edit made after our write-back. workbooks-api.md §3.2 promises
+        integer filters but does not name lock_version, so it is proven once per database, with a
+        version no record can have yet, and remembered in API Data. Not proven: pages are read
+        through as before (correct, one read per 100 written)."""
+        if self._lock_version_filter is None and pairs:
+            known = self.state.get(CAPABILITIES_KEY)
+            known = known if isinstance(known, dict) else {}
+            if "lock_version_filter" in known:
+                self._lock_version_filter = bool(known["lock_version_filter"])
+            elif not prove:
+                return False
+            else:
+                record_id, version = pairs[0]
+                try:
+                    rows = self.wb.get(kind.endpoint, filters=[("id", "eq", record_id),
+                                                               ("lock_version", "eq", version + 1_000_000)],
+                                       columns=["id"], limit=1)
+                    self._lock_version_filter = not rows
+                except TransientError:
+                    return False                     # ask again another time
+                except PluginError:
+                    self._lock_version_filter = False
+                if not self._lock_version_filter:
+                    self.log.notice("Workbooks does not filter on lock_version here: each run reads its own "
+                                    "write-backs once more (correct, slower)")
+                if not self.settings.dry_run:
+                    try:
+                        self.state.put(CAPABILITIES_KEY, {**known, "lock_version_filter": self._lock_version_filter})
+                    except TransientError:
+                        pass                         # proven again next run
+        return bool(self._lock_version_filter) and bool(pairs)
+
     def _pass_echoes_when_stopping(self, kind: ObjectKind, cursor, tracker: WatermarkTracker) -> None:
         """A run stopped early (time, budget) leaves records ahead of its cursor, and behind them
         the echoes of everything it wrote. The next run would page through all those echoes
@@ -278,7 +320,8 @@ class SyncRun:
         *linked* record ahead still needs a look: unlinked ones are picked up by `Outreach Id
         blank` whatever the watermark. So ask for the linked records ahead, leaving out the
         versions this run handled (EXCLUDE_IDS at a time), until nothing else is answered."""
-        if cursor is None or self.settings.dry_run or not tracker.handled_beyond(cursor, 1):
+        sample = tracker.handled_beyond(cursor, 1) if cursor is not None else []
+        if not sample or self.settings.dry_run or not self._may_leave_out(kind, sample):
             return
         cols = self.columns[kind.name]
         base = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""), (cols["duplicate"], "false", ""),
@@ -384,8 +427,9 @@ class SyncRun:
                 filters.append(("id", "gt", done[n - 1][0]))
             if n + EXCLUDE_IDS < len(done):
                 filters.append(("id", "le", chunk[-1][0]))
-            more, leave_out = exclusion(chunk, len(filters) + 1)
-            expression = " AND ".join(str(i) for i in range(1, len(filters) + 1)) + " AND " + leave_out
+            more, leave_out = exclusion(chunk, len(filters) + 1) if self._may_leave_out(kind, chunk) else ([], "")
+            expression = " AND ".join(str(i) for i in range(1, len(filters) + 1))
+            expression += f" AND {leave_out}" if leave_out else ""
             for page in self.wb.iter_pages(kind.endpoint, filters=filters + more, fm=expression,
                                            columns=["id", "lock_version", "updated_at"]):
                 for row in page:

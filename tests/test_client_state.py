@@ -179,3 +179,26 @@ def test_lock_write_failure_is_transient(workbooks_server):
     app.add_fault(method="PUT", path="/automation/api_data.api", status=500)
     with pytest.raises(TransientError):
         store.acquire_lock("me", 60)
+
+
+def test_a_failing_release_is_retried_while_the_deadline_allows_and_no_longer(workbooks_server):
+    """A lock left behind blocks every run until its TTL, so the release is retried (with
+    backoff) for as long as the run's deadline leaves room for a try, and then given up in time."""
+    from plugin.deadline import Deadline
+    app = workbooks_server.app
+    http = workbooks_http()
+    store = StateStore(api_key_client(workbooks_server, http))
+    assert store.acquire_lock("run", 60)
+    app.add_fault(method="PUT", path="/automation/api_data.api", status=502, count=2)
+    store.release_lock("run")                                   # third try: freed
+    assert store.lock_holder() is None
+    assert store.acquire_lock("run", 60)
+    http.deadline = Deadline(2.9)                               # a run stopped for time: < 3 s left
+    app.add_fault(method="PUT", path="/automation/api_data.api", status=502, count=None)
+    before, started = app.count_of("PUT", r"api_data"), time.monotonic()
+    with pytest.raises(TransientError):
+        store.release_lock("run")
+    assert time.monotonic() - started < 2.9
+    assert app.count_of("PUT", r"api_data") - before >= 3      # retried, not given up at once
+    app.clear_faults()
+    assert store.lock_holder()["owner"] == "run"

@@ -16,9 +16,10 @@ present, every mapped value equal to its Workbooks source, no healthy record fla
 run makes no Outreach request (nothing re-sent forever), and fresh edits to every record still
 reach Outreach (the watermark is not ahead of anything).
 
-Killed and cut-off runs leave the run lock behind. The runs under test happen with Workbooks'
-clock two hours back; returning it to the present makes that lock as old as it would be after
-its TTL in real life (helpers.expire_stale_lock), so the rerun may take it over.
+A cut-off run (reset modes) must also leave the run lock free: one lost answer must not block
+the schedule for the lock's TTL. A killed run cannot free it; the runs under test happen with
+Workbooks' clock two hours back, and returning it to the present makes that lock as old as it
+would be after its TTL in real life (helpers.expire_stale_lock), so the rerun may take it over.
 
 The full sweep (every point, every mode) is marked slow:
 
@@ -151,5 +152,6 @@ def test_crash_points_sampled(tmp_path, sequence, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)      # every point, every mode: past the suite's default 300 s
 def test_crash_at_every_request_boundary(tmp_path, sequence, capsys):
     sweep(tmp_path, all_points(sequence), capsys)

@@ -251,3 +251,25 @@ def test_edits_after_our_write_back_reach_outreach_although_the_scan_leaves_its_
     assert idle.code == 0 and sb.outreach_requests() == 0
     assert sb.wb.count_of("GET", r"crm/people\.api") == 1
     assert audit(sb).problems == []
+
+
+def test_a_workbooks_that_does_not_filter_on_lock_version_is_found_out_and_nothing_is_lost(sb):
+    """The scan leaves its own write-backs out by id AND lock_version. A server that silently
+    dropped the lock_version term would leave them out by id alone and hide a user's edit made
+    after our write-back. The engine proves the filter once (remembered in API Data) and, when
+    it does not hold, reads its write-backs through as before: the edit still reaches Outreach."""
+    sb.wb.config["unfilterable_columns"] = ["lock_version"]
+    people = [sb.person(email=f"p{n}@acme.example", person_job_title="Old")["id"] for n in range(250)]
+    sb.wb.clock.advance(5)
+    edited = people[5]
+    calls = before_request(sb.wb, "PUT", r"crm/people\.api",
+                           lambda: sb.wb.edit("people", edited, {"person_job_title": "Edited"}) if calls[0] == 3
+                           else None, times=3)      # before the third page's write-back
+    first = sb.run()
+    assert first.code == 0, first.output
+    assert "does not filter on lock_version" in first.output
+    runs = run_until_clean(sb)
+    assert is_clean(runs[-1]), runs[-1].output
+    assert prospect(sb, "p5@acme.example")["title"] == "Edited"
+    assert state(sb, "capabilities") == {"lock_version_filter": False}
+    assert audit(sb).problems == []

@@ -83,6 +83,9 @@ Each models something the reference marks uncertain ([I]) or leaves open; defaul
                                                                   true: with AND the other filters still apply,
                                                                   with OR everything matches); "error" -> 406.
                                                                   "ignore" is the harsher reading for a client
+  unfilterable_columns               []             §3.2 [I]      real columns whose filter terms are dropped as
+                                                                  if never sent (e.g. ["lock_version"]: §3.2
+                                                                  does not name it among filterable columns)
   accept_json_body                   True           §1.3, #2      also read application/json request bodies
                                                                   (issue #2 wins over §1.3); a body of any other
                                                                   type (text/plain, none given) -> 406
@@ -679,6 +682,7 @@ class WorkbooksEmulator(Emulator):
         "custom_field_data_types": "verified",
         "failure_shape": "full",
         "unknown_filter_field": "ignore",
+        "unfilterable_columns": [],
         "accept_json_body": True,
         "database_name": "Emulated Database",
         "logical_database_id": 1,
@@ -1556,6 +1560,9 @@ class WorkbooksEmulator(Emulator):
         op = (op or "").strip().lower()
         if op not in OPERATORS:
             raise RequestError(f"Unknown filter operator '{op}'", field="_ft")
+        if field_name in (self.config["unfilterable_columns"] or ()):
+            # A real column the server will not filter on, dropped silently (its term is true).
+            return CompiledFilter(lambda r: True)
         if col is None:
             if self.config["unknown_filter_field"] == "ignore":
                 # Dropped, as if never sent: its term is true, so "1 AND 2" keeps only the
