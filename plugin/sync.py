@@ -266,7 +266,7 @@ class SyncRun:
             finished = True
         finally:
             if self.report.stopped:
-                self._count_backlog(kind, start)
+                self._count_backlog(kind)
             if not self.settings.dry_run:
                 new = tracker.result()
                 if finished and not self.report.stopped:
@@ -323,16 +323,12 @@ class SyncRun:
         sample = tracker.handled_beyond(cursor, 1) if cursor is not None else []
         if not sample or self.settings.dry_run or not self._may_leave_out(kind, sample):
             return
-        cols = self.columns[kind.name]
-        base = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""), (cols["duplicate"], "false", ""),
-                (cols["outreach_id"], "not_blank", "")]
+        linked = _flag_filters(self.columns[kind.name]) + [(self.columns[kind.name]["outreach_id"], "not_blank", "")]
         probe = cursor
         while self.deadline.remaining() > 2:
-            filters = base + [("updated_at", "gt", probe[0]), ("updated_at", "eq", probe[0]), ("id", "gt", probe[1])]
-            expression = "1 AND 2 AND 3 AND 4 AND (5 OR (6 AND 7))"
-            more, leave_out = exclusion(tracker.handled_beyond(probe, EXCLUDE_IDS), len(filters) + 1)
-            if more:
-                filters, expression = filters + more, f"{expression} AND {leave_out}"
+            after, keyset = _after(probe, len(linked))
+            filters, expression = _leaving_out(linked + after, f"1 AND 2 AND 3 AND 4 AND {keyset}",
+                                               tracker.handled_beyond(probe, EXCLUDE_IDS))
             try:
                 rows = self.wb.get(kind.endpoint, filters=filters, fm=expression,
                                    columns=["id", "lock_version", "updated_at"], sort=["updated_at", "id"],
@@ -382,9 +378,7 @@ class SyncRun:
             if self._time_is_up():
                 break
             group = organisations.recheck[n:n + size]
-            filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
-                       (cols["duplicate"], "false", ""), (cols["outreach_id"], "not_blank", ""),
-                       ("employer_link", "eq", group)]
+            filters = _flag_filters(cols) + [(cols["outreach_id"], "not_blank", ""), ("employer_link", "eq", group)]
             for rows in self.wb.iter_pages(PERSON.endpoint, filters=filters, columns=self._columns_for(PERSON),
                                            limit=size):
                 self._process_page(PERSON, rows, start, tracker, recheck=True)
@@ -415,8 +409,7 @@ class SyncRun:
         if now is None or now < second.timestamp() + 1:
             return watermark     # still inside that second (or a frozen clock): keep the done-set
         cols = self.columns[kind.name]
-        base = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
-                (cols["duplicate"], "false", ""), ("updated_at", "eq", watermark.at)]
+        base = _flag_filters(cols) + [("updated_at", "eq", watermark.at)]
         done = sorted(watermark.done.items())
         # The done-set is left out by the query, a range of ids at a time (each range holding at
         # most EXCLUDE_IDS of them): anything still answered keeps the second open.
@@ -427,10 +420,9 @@ class SyncRun:
                 filters.append(("id", "gt", done[n - 1][0]))
             if n + EXCLUDE_IDS < len(done):
                 filters.append(("id", "le", chunk[-1][0]))
-            more, leave_out = exclusion(chunk, len(filters) + 1) if self._may_leave_out(kind, chunk) else ([], "")
-            expression = " AND ".join(str(i) for i in range(1, len(filters) + 1))
-            expression += f" AND {leave_out}" if leave_out else ""
-            for page in self.wb.iter_pages(kind.endpoint, filters=filters + more, fm=expression,
+            filters, expression = _leaving_out(filters, " AND ".join(str(i) for i in range(1, len(filters) + 1)),
+                                               chunk if self._may_leave_out(kind, chunk) else [])
+            for page in self.wb.iter_pages(kind.endpoint, filters=filters, fm=expression,
                                            columns=["id", "lock_version", "updated_at"]):
                 for row in page:
                     if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
@@ -438,21 +430,16 @@ class SyncRun:
         return Watermark(at=format_wb_datetime(second + dt.timedelta(seconds=1)), done={})
 
     def _fetch(self, kind: ObjectKind, watermark: Watermark, cursor, handled: list[tuple[int, int]]) -> list[dict]:
-        cols = self.columns[kind.name]
-        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
-                   (cols["duplicate"], "false", ""), (cols["outreach_id"], "blank", "")]
+        filters = self._unlinked_filters(kind)
         expression = "1 AND 2 AND 3"
         if watermark.at:
             filters.append(("updated_at", "ge", watermark.at))
             expression += " AND (4 OR 5)"
         if cursor is not None:
-            n = len(filters)
-            filters += [("updated_at", "gt", cursor[0]), ("updated_at", "eq", cursor[0]), ("id", "gt", cursor[1])]
-            expression += f" AND ({n + 1} OR ({n + 2} AND {n + 3}))"
-        if handled:
-            more, leave_out = exclusion(handled, len(filters) + 1)
-            filters += more
-            expression += " AND " + leave_out
+            after, keyset = _after(cursor, len(filters))
+            filters += after
+            expression += f" AND {keyset}"
+        filters, expression = _leaving_out(filters, expression, handled)
         return self.wb.get(kind.endpoint, filters=filters, fm=expression, columns=self._columns_for(kind),
                            sort=["updated_at", "id"], direction=["ASC", "ASC"], start=0,
                            limit=self.settings.page_size)
@@ -465,10 +452,10 @@ class SyncRun:
         wanted += self.mappings[kind.name].source_columns
         return list(dict.fromkeys(wanted))
 
-    def _count_backlog(self, kind: ObjectKind, start: Watermark) -> None:
+    def _count_backlog(self, kind: ObjectKind) -> None:
         """When stopping early, tell the administrator how much is left (one cheap query)."""
         try:
-            total = self.wb.count(kind.endpoint, filters=self._fetch_filters_for_count(kind, start))
+            total = self.wb.count(kind.endpoint, filters=self._unlinked_filters(kind))
         except (PluginError, AttributeError):
             return
         counts = self.report.counts[kind.name]
@@ -477,11 +464,10 @@ class SyncRun:
         # cheaply: the watermark keeps them for the next run.
         counts.pending = total + counts.pending_linked
 
-    def _fetch_filters_for_count(self, kind, start):
+    def _unlinked_filters(self, kind: ObjectKind) -> list[tuple]:
+        """Conditions 1–4 of the pick-up rule: flagged for sync and not yet in Outreach."""
         cols = self.columns[kind.name]
-        filters = [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""),
-                   (cols["duplicate"], "false", ""), (cols["outreach_id"], "blank", "")]
-        return filters
+        return _flag_filters(cols) + [(cols["outreach_id"], "blank", "")]
 
     # --- one page ------------------------------------------------------------------------------
     def _process_page(self, kind: ObjectKind, rows: list[dict], start: Watermark,
@@ -994,6 +980,25 @@ class SyncRun:
 
     def _web_url(self, kind: ObjectKind, outreach_id: int) -> str:
         return f"{self.settings.web_url.rstrip('/')}/{kind.web_path}/{outreach_id}"
+
+
+def _flag_filters(cols: dict[str, str]) -> list[tuple]:
+    """Conditions 1–3 of the pick-up rule: Sync to Outreach ticked, no error, no duplicate flag."""
+    return [(cols["sync"], "true", ""), (cols["sync_error"], "false", ""), (cols["duplicate"], "false", "")]
+
+
+def _after(cursor: tuple[str, int], count: int) -> tuple[list[tuple], str]:
+    """Filters and `_fm` term for "(updated_at, id) after `cursor`", numbered after `count` filters."""
+    n = count
+    return ([("updated_at", "gt", cursor[0]), ("updated_at", "eq", cursor[0]), ("id", "gt", cursor[1])],
+            f"({n + 1} OR ({n + 2} AND {n + 3}))")
+
+
+def _leaving_out(filters: list[tuple], expression: str, handled: list[tuple[int, int]]) -> tuple[list[tuple], str]:
+    """`filters`/`expression` AND NOT these exact record versions (watermark.exclusion); as they
+    are when there is nothing to leave out."""
+    more, leave_out = exclusion(handled, len(filters) + 1)
+    return (filters + more, f"{expression} AND {leave_out}") if more else (filters, expression)
 
 
 def _describe(item: Item) -> str:
