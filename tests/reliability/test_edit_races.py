@@ -257,7 +257,9 @@ def test_a_workbooks_that_does_not_filter_on_lock_version_is_found_out_and_nothi
     """The scan leaves its own write-backs out by id AND lock_version. A server that silently
     dropped the lock_version term would leave them out by id alone and hide a user's edit made
     after our write-back. The engine proves the filter once (remembered in API Data) and, when
-    it does not hold, reads its write-backs through as before: the edit still reaches Outreach."""
+    it does not hold, reads its write-backs through as before: the edit still reaches Outreach.
+    (workbooks-api.md §3.2 lists integer filters but does not name lock_version; emulator switch
+    unfilterable_columns.)"""
     sb.wb.config["unfilterable_columns"] = ["lock_version"]
     people = [sb.person(email=f"p{n}@acme.example", person_job_title="Old")["id"] for n in range(250)]
     sb.wb.clock.advance(5)

@@ -418,6 +418,11 @@ class _KeepAliveHandler(WSGIRequestHandler):
         super().finish()
 
     def run_wsgi(self) -> None:
+        if getattr(self.server, "emulator_stopped", False):
+            # Closing the kept-alive sockets (stop) races a handler already past its wait for the
+            # next request line: a stopped emulator answers nothing at all.
+            self.close_connection = True
+            return
         if self.headers.get("Expect", "").lower().strip() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.flush()
@@ -529,6 +534,7 @@ class ServerHandle:
         self._server.serve_forever()
 
     def stop(self) -> None:
+        self._server.emulator_stopped = True
         self._server.shutdown()
         self._server.server_close()
         _connections(self._server).close_all()
