@@ -164,6 +164,12 @@ class StateStore:
         except ValueError:
             return None
 
+    def latest_stamp(self) -> dt.datetime | None:
+        """The latest `updated_at` Workbooks stamped on a state row this process read or wrote
+        (the run lock's, when held): its clock has reached at least this."""
+        stamps = [row.updated_at for row in self._cache.values() if row is not None and row.updated_at]
+        return max(stamps, default=None)
+
     # --- the run lock ------------------------------------------------------------------------------
     def acquire_lock(self, owner: str, ttl_seconds: int) -> bool:
         """Take the run lock for `ttl_seconds` (calling it again as the owner extends it).

@@ -19,7 +19,7 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import plan
 from .errors import (ActionRequired, BudgetSpent, OutreachError, OutreachNotFound,
@@ -244,7 +244,7 @@ class SyncRun:
     def _sync_kind(self, kind: ObjectKind) -> None:
         key = f"watermark.{kind.name}"
         start = Watermark.from_state(self.state.get(key))
-        tracker = WatermarkTracker(start)
+        tracker = WatermarkTracker(start, self.state.latest_stamp())
         cursor = None
         finished = False
         try:
@@ -258,7 +258,9 @@ class SyncRun:
                 rows = self._fetch(kind, start, cursor, handled if self._may_leave_out(kind, handled) else [])
                 if not rows:
                     tracker.pass_handled(cursor)
+                    self._read_open_seconds_again(kind, tracker, process=True)
                     break
+                tracker.page(rows)
                 cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
                 self._process_page(kind, rows, start, tracker)
             else:
@@ -337,10 +339,50 @@ class SyncRun:
                 return              # the watermark simply stays where it is
             if not rows:
                 tracker.pass_handled(cursor)
+                self._read_open_seconds_again(kind, tracker, process=False)
                 return
             if any(tracker.handled_version(r["id"]) != (r.get("updated_at"), r.get("lock_version")) for r in rows):
                 return              # a linked record ahead needs a look: the next run starts here
+            tracker.page(rows)
             probe = (rows[-1].get("updated_at"), rows[-1]["id"])
+
+    def _read_open_seconds_again(self, kind: ObjectKind, tracker: WatermarkTracker, *, process: bool) -> None:
+        """Read again, whole, each second the scan read into while it was still going on and has
+        since moved past (WatermarkTracker.passed_open): a user's save in that second after our
+        read is stamped behind the cursor. `process`: sync what is found (the scan); otherwise
+        (a stopped run passing its echoes) a record not handled keeps the watermark on that
+        second. Usually one query that answers nothing: our own versions are left out."""
+        if self.settings.dry_run:
+            return
+        linked = [] if process else [(self.columns[kind.name]["outreach_id"], "not_blank", "")]
+        columns = self._columns_for(kind) if process else ["id", "lock_version", "updated_at"]
+        for second in tracker.passed_open():
+            for rows in self._pages_at(kind, second, tracker.handled_at(second), columns, linked):
+                if all(tracker.met(r["id"], r.get("updated_at"), r.get("lock_version")) for r in rows):
+                    continue
+                if not process or self._time_is_up():
+                    return          # the watermark stays on that second (WatermarkTracker.result)
+                self._process_page(kind, rows, tracker.start, tracker, in_scan=False)
+            tracker.read_again(second)
+
+    def _pages_at(self, kind: ObjectKind, second: str, handled: list[tuple[int, int]], columns: list[str],
+                  extra: list[tuple] = ()) -> Iterator[list[dict]]:
+        """Pages of the records stamped `second` that the pick-up flags (and `extra`) select,
+        leaving the `handled` (id, lock_version) versions out by query when Workbooks is known to
+        filter on lock_version: a range of ids at a time, each holding at most EXCLUDE_IDS of
+        them."""
+        base = _flag_filters(self.columns[kind.name]) + list(extra) + [("updated_at", "eq", second)]
+        handled = sorted(handled)
+        for n in range(0, max(len(handled), 1), EXCLUDE_IDS):
+            chunk = handled[n:n + EXCLUDE_IDS]
+            filters = list(base)
+            if n > 0:
+                filters.append(("id", "gt", handled[n - 1][0]))
+            if n + EXCLUDE_IDS < len(handled):
+                filters.append(("id", "le", chunk[-1][0]))
+            filters, expression = _leaving_out(filters, " AND ".join(str(i) for i in range(1, len(filters) + 1)),
+                                               chunk if self._may_leave_out(kind, chunk) else [])
+            yield from self.wb.iter_pages(kind.endpoint, filters=filters, fm=expression, columns=columns)
 
     def _note_renames(self, items: list[Item]) -> None:
         """Organisations renamed in Outreach on this page: their people's `employer_name` (mapped
@@ -408,25 +450,12 @@ class SyncRun:
             now = self.state.server_now()
         if now is None or now < second.timestamp() + 1:
             return watermark     # still inside that second (or a frozen clock): keep the done-set
-        cols = self.columns[kind.name]
-        base = _flag_filters(cols) + [("updated_at", "eq", watermark.at)]
-        done = sorted(watermark.done.items())
-        # The done-set is left out by the query, a range of ids at a time (each range holding at
-        # most EXCLUDE_IDS of them): anything still answered keeps the second open.
-        for n in range(0, len(done), EXCLUDE_IDS):
-            chunk = done[n:n + EXCLUDE_IDS]
-            filters = list(base)
-            if n > 0:
-                filters.append(("id", "gt", done[n - 1][0]))
-            if n + EXCLUDE_IDS < len(done):
-                filters.append(("id", "le", chunk[-1][0]))
-            filters, expression = _leaving_out(filters, " AND ".join(str(i) for i in range(1, len(filters) + 1)),
-                                               chunk if self._may_leave_out(kind, chunk) else [])
-            for page in self.wb.iter_pages(kind.endpoint, filters=filters, fm=expression,
-                                           columns=["id", "lock_version", "updated_at"]):
-                for row in page:
-                    if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
-                        return watermark
+        # The done-set is left out by the query: anything still answered keeps the second open.
+        for page in self._pages_at(kind, watermark.at, list(watermark.done.items()),
+                                   ["id", "lock_version", "updated_at"]):
+            for row in page:
+                if not watermark.covers(row["id"], row.get("updated_at"), row.get("lock_version")):
+                    return watermark
         return Watermark(at=format_wb_datetime(second + dt.timedelta(seconds=1)), done={})
 
     def _fetch(self, kind: ObjectKind, watermark: Watermark, cursor, handled: list[tuple[int, int]]) -> list[dict]:
@@ -471,15 +500,16 @@ class SyncRun:
 
     # --- one page ------------------------------------------------------------------------------
     def _process_page(self, kind: ObjectKind, rows: list[dict], start: Watermark,
-                      tracker: WatermarkTracker, *, recheck: bool = False) -> None:
+                      tracker: WatermarkTracker, *, recheck: bool = False, in_scan: bool = True) -> None:
         """One page. `recheck`: rows picked by `_recheck_people`, outside the scan's order; they
         are all looked at (the done-set says nothing about their Employer) and do not move the
-        scan's cursor."""
+        scan's cursor. `in_scan=False`: a second read again (_read_open_seconds_again), whose
+        rows do not move the cursor either."""
         items = []
         for row in rows:
             updated_at, version = row.get("updated_at"), row.get("lock_version")
-            if not recheck and tracker.handled_version(row["id"]) == (updated_at, version):
-                continue            # our own echo, answered although the query left it out
+            if not recheck and tracker.met(row["id"], updated_at, version):
+                continue            # our own echo (answered although the query left it out), or read again
             if not recheck and start.covers(row["id"], updated_at, version):
                 tracker.handled(row["id"], updated_at, version)   # done by an earlier run
                 continue
@@ -499,7 +529,7 @@ class SyncRun:
             self._write_back(kind, items, tracker)
             for item in items:
                 self._account_for(kind, item, tracker)
-        if not recheck:
+        if not recheck and in_scan:
             # Only now: a fault that cuts the page short (a failed write-back) propagates before
             # this, and the watermark stays in front of the page, whose deferred records are then
             # read again next run instead of being skipped.
@@ -881,7 +911,8 @@ class SyncRun:
         if outcome == "pending" or (write_failed and outcome != "unchanged"):
             counts.pending += 1
             counts.pending_linked += item.linked
-            tracker.needs_work(item.row.get("updated_at"), linked=item.linked)
+            tracker.needs_work(item.id, item.row.get("updated_at"), item.row.get("lock_version"),
+                               linked=item.linked)
             return
         if kind is PERSON and self._unconfirmed and written:
             self._unconfirmed.pop(str(item.id), None)     # its outcome is in Workbooks now

@@ -9,6 +9,14 @@ missed, and the done-set keeps those records from being re-sent forever.
 The watermark never passes a linked record that still needs work (a transient failure): it is
 held at the first such record. Unlinked records need no hold, because the seed's condition 4
 (Outreach Id blank) selects them again whatever their time.
+
+Nor does it pass a second that was still going on when the scan read into it. The scan pages by
+(updated_at, id); a user saving a record with a lower id in that same second, after the page was
+read, stamps it *behind* the cursor. Had the scan then moved on to a later second, the record
+would sit below the next run's watermark for good (a linked record is not selected by condition
+4). Such a second is read again whole once it is over (`passed_open`, `read_again`), or the
+watermark stays on it. Whether a second may still be going on is judged from the server's own stamps (the
+run lock's, our write-backs', the rows read): no local clock is trusted.
 """
 from __future__ import annotations
 
@@ -59,15 +67,31 @@ class WatermarkTracker:
     """Follows one run's scan (records arrive in (updated_at, id) order) and computes the
     watermark the next run starts from."""
 
-    def __init__(self, start: Watermark) -> None:
+    def __init__(self, start: Watermark, server_time: dt.datetime | None = None) -> None:
         self.start = start
         self._cursor: str | None = None          # updated_at of the last record read
         self._hold: str | None = None            # first linked record that still needs work
         self._versions: dict[int, tuple[str, int]] = {}   # id -> (updated_at, lock_version) handled
         self._times: dict[int, dt.datetime] = {}          # id -> its handled updated_at, parsed
+        self._unfinished: dict[int, tuple[str, int]] = {}  # read, not handled (pending): not twice a run
+        # The latest time Workbooks is known to have stamped: its clock has reached at least this.
+        self._server_time = server_time
+        # Seconds a page ended in while they may still have been going on -> their updated_at text.
+        self._open: dict[dt.datetime, str] = {}
         if start.at:
             for record_id, lock_version in start.done.items():   # handled by the run before
                 self.handled(record_id, start.at, lock_version)
+
+    def page(self, rows: list[dict]) -> None:
+        """A page of the scan was answered (before any of it is processed). Its last second may
+        still have been going on unless Workbooks had already stamped a later time."""
+        times = [t for t in (parse_wb_datetime(r.get("updated_at")) for r in rows) if t is not None]
+        if not times:
+            return
+        last = parse_wb_datetime(rows[-1].get("updated_at"))
+        if last is not None and (self._server_time is None or last >= self._server_time):
+            self._open.setdefault(last, rows[-1]["updated_at"])
+        self._saw(max(times))
 
     def read(self, updated_at: str) -> None:
         self._cursor = updated_at
@@ -76,18 +100,53 @@ class WatermarkTracker:
         """This version of the record needs nothing more (synced, unchanged, flagged, or our
         own write-back produced it)."""
         self._versions[record_id] = (updated_at, lock_version)
+        self._unfinished.pop(record_id, None)
         when = parse_wb_datetime(updated_at)
         if when is not None:
             self._times[record_id] = when
+            self._saw(when)
         else:
             self._times.pop(record_id, None)
 
-    def needs_work(self, updated_at: str, linked: bool) -> None:
+    def needs_work(self, record_id: int, updated_at: str, lock_version: int, linked: bool) -> None:
+        self._unfinished[record_id] = (updated_at, lock_version)
         if linked and (self._hold is None or _earlier(updated_at, self._hold)):
             self._hold = updated_at
 
     def handled_version(self, record_id: int) -> tuple[str, int] | None:
         return self._versions.get(record_id)
+
+    def met(self, record_id: int, updated_at: str | None, lock_version: int | None) -> bool:
+        """True when this run already dealt with exactly this version (handled it, or found it
+        still needs work): a scan that reads a second again skips it."""
+        version = (updated_at, lock_version)
+        return self._versions.get(record_id) == version or self._unfinished.get(record_id) == version
+
+    def passed_open(self) -> list[str]:
+        """The seconds the scan read into while they may still have been going on and has since
+        moved past, earliest first. A record saved in one of them after the read sits behind the
+        cursor, so each must be read again whole (it is over now: the scan met, or passed,
+        records stamped later) before the watermark may pass it."""
+        when = parse_wb_datetime(self._cursor) if self._cursor else None
+        return [self._open[s] for s in sorted(self._open) if when is not None and s < when]
+
+    def read_again(self, second: str) -> None:
+        """`second` was read whole after it was over: nothing of it is behind the cursor now."""
+        self._open.pop(parse_wb_datetime(second), None)
+
+    def handled_at(self, second: str) -> list[tuple[int, int]]:
+        """(id, lock_version) of the versions handled that carry this second."""
+        when = parse_wb_datetime(second)
+        return sorted((rid, self._versions[rid][1]) for rid, t in self._times.items() if t == when)
+
+    def _passed_open(self, at: str | None) -> str | None:
+        when = parse_wb_datetime(at) if at else None
+        passed = [s for s in self._open if when is not None and s < when]
+        return self._open[min(passed)] if passed else None
+
+    def _saw(self, when: dt.datetime) -> None:
+        if self._server_time is None or when > self._server_time:
+            self._server_time = when
 
     def handled_beyond(self, cursor: tuple[str | None, int] | None,
                        limit: int | None = None) -> list[tuple[int, int]]:
@@ -113,6 +172,7 @@ class WatermarkTracker:
         at = self._hold or self._cursor
         if at is None:
             return self.start
+        at = self._passed_open(at) or at    # a second not read again since it was going on
         if self.start.at and _earlier(at, self.start.at):
             at = self.start.at  # never move backwards: the old done-set still applies there
         second = parse_wb_datetime(at)

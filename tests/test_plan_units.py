@@ -1,5 +1,7 @@
 """Pure planning pieces of the engine: snapshot diffs, account relation rules, owner matching,
 watermarks (DESIGN.md §6)."""
+import datetime as dt
+
 from plugin import plan
 from plugin.owners import OwnerDirectory
 from plugin.snapshot import Snapshot, value_hash
@@ -83,12 +85,55 @@ def test_watermark_keeps_ids_done_at_the_second_and_holds_for_linked_work():
         tracker.handled(rid, when, 1)
     result = tracker.result()
     assert result.at == "Wed Jan 01 12:00:07 UTC 2020" and result.done == {3: 1}
-    tracker.needs_work("Wed Jan 01 12:00:05 UTC 2020", linked=True)
+    tracker.needs_work(4, "Wed Jan 01 12:00:05 UTC 2020", 1, linked=True)
     held = tracker.result()
     assert held.at == "Wed Jan 01 12:00:05 UTC 2020" and held.done == {2: 1}
-    tracker.needs_work("Wed Jan 01 12:00:01 UTC 2020", linked=False)   # condition 4 re-selects it
+    tracker.needs_work(5, "Wed Jan 01 12:00:01 UTC 2020", 1, linked=False)   # condition 4 re-selects it
     assert tracker.result().at == "Wed Jan 01 12:00:05 UTC 2020"
     assert Watermark.from_state(held.to_state()) == held
+    assert tracker.met(4, "Wed Jan 01 12:00:05 UTC 2020", 1) and not tracker.met(4, "Wed Jan 01 12:00:05 UTC 2020", 2)
+
+
+def _page(*rows: tuple[int, str]) -> list[dict]:
+    return [{"id": rid, "updated_at": f"Wed Jan 01 12:00:{sec:02d} UTC 2020", "lock_version": 1} for rid, sec in rows]
+
+
+def test_a_second_read_while_still_going_on_is_read_again_once_the_scan_moved_past_it():
+    """Page ending in 12:00:05 read when Workbooks had stamped nothing later: a record with a
+    lower id saved in that second afterwards would sit behind the cursor. Once the scan has moved
+    on to 12:00:06, 12:00:05 must be read again whole; until it is, the watermark stays on it."""
+    tracker = WatermarkTracker(Watermark(), dt.datetime(2020, 1, 1, 12, 0, 5, tzinfo=dt.timezone.utc))
+    tracker.page(_page((1, 2), (7, 5)))               # 12:00:05 may still have been going on
+    tracker.read("Wed Jan 01 12:00:05 UTC 2020")
+    tracker.handled(7, "Wed Jan 01 12:00:06 UTC 2020", 2)     # our write-back, a second later
+    assert tracker.passed_open() == []                # the cursor has not passed 12:00:05 yet
+    tracker.page(_page((7, 5)))
+    tracker.read("Wed Jan 01 12:00:05 UTC 2020")
+    tracker.pass_handled(("Wed Jan 01 12:00:05 UTC 2020", 7))  # moves the cursor to 12:00:06
+    assert tracker.result().at == "Wed Jan 01 12:00:05 UTC 2020"   # not past the open second
+    assert tracker.passed_open() == ["Wed Jan 01 12:00:05 UTC 2020"]
+    assert tracker.handled_at("Wed Jan 01 12:00:05 UTC 2020") == []   # 7's version is at 12:00:06
+    tracker.read_again("Wed Jan 01 12:00:05 UTC 2020")
+    assert tracker.passed_open() == []
+    assert tracker.result().at == "Wed Jan 01 12:00:06 UTC 2020"
+
+
+def test_a_second_already_over_when_read_is_not_read_again():
+    tracker = WatermarkTracker(Watermark(), dt.datetime(2020, 1, 1, 12, 0, 9, tzinfo=dt.timezone.utc))
+    tracker.page(_page((1, 2), (7, 5)))               # Workbooks had stamped 12:00:09 already
+    tracker.read("Wed Jan 01 12:00:05 UTC 2020")
+    tracker.page(_page((8, 6)))                       # also over
+    tracker.read("Wed Jan 01 12:00:06 UTC 2020")
+    tracker.page(_page((9, 9)))
+    tracker.read("Wed Jan 01 12:00:09 UTC 2020")
+    assert tracker.result().at == "Wed Jan 01 12:00:09 UTC 2020"
+    tracker = WatermarkTracker(Watermark(), None)     # nothing known: every page may be open
+    tracker.page(_page((1, 2)))
+    tracker.read("Wed Jan 01 12:00:02 UTC 2020")
+    tracker.page(_page((2, 3)))                       # the first page proved 12:00:02 was reached
+    tracker.read("Wed Jan 01 12:00:03 UTC 2020")
+    assert tracker.result().at == "Wed Jan 01 12:00:02 UTC 2020"
+    assert tracker.passed_open() == ["Wed Jan 01 12:00:02 UTC 2020"]
 
 
 # --- the snapshot in a 255-character `string` field (workbooks-api.md §6.2, R2.2) -------------------------

@@ -11,12 +11,14 @@ which left the Prospects' `company` out of step with Workbooks until the engine 
 """
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import parse_qs
 
 import pytest
 
 from tests.reliability.helpers import (Tripwire, audit, before_request, is_clean, pending_in, run_process,
                                        run_until_clean, state)
+from plugin.workbooks import format_datetime as format_wb_datetime, parse_datetime as parse_wb_datetime
 from tests.sync_harness import Sandbox
 
 
@@ -274,4 +276,75 @@ def test_a_workbooks_that_does_not_filter_on_lock_version_is_found_out_and_nothi
     assert is_clean(runs[-1]), runs[-1].output
     assert prospect(sb, "p5@acme.example")["title"] == "Edited"
     assert state(sb, "capabilities") == {"lock_version_filter": False}
+    assert audit(sb).problems == []
+
+
+def test_an_edit_saved_behind_the_cursor_in_a_second_the_scan_then_left_still_reaches_outreach(sb):
+    """Times have one-second resolution (workbooks-api.md §8) and the scan pages by (updated_at,
+    id). Page 1 is read inside second S; a user then saves person 5 — stamped S, so *behind* the
+    cursor — and S ends before page 2 is written back. The scan must not move past S without
+    reading it again: here it did, and the edit never reached Outreach (the CI flake of
+    test_a_workbooks_that_does_not_filter_on_lock_version…, made to happen every time)."""
+    people = [sb.person(email=f"p{n}@acme.example", person_job_title="Old")["id"] for n in range(150)]
+    assert sb.run().code == 0
+    sb.wb.clock.advance(5)
+    sb.wb.clock.freeze(True)                        # second S lasts until the test ends it
+    for pid in people:
+        sb.wb.edit("people", pid, {"person_job_title": "New"})
+
+    def save_then_end_the_second():
+        sb.wb.edit("people", people[5], {"person_job_title": "Later"})
+        sb.wb.clock.advance(1)
+    calls = before_request(sb.wb, "PUT", r"crm/people\.api",
+                           lambda: save_then_end_the_second() if calls[0] == 2 else None, times=2)
+    run = sb.run()
+    assert calls == [2] and run.code == 0, run.output
+    assert prospect(sb, "p5@acme.example")["title"] == "Later"       # in that same run
+    assert prospect(sb, "p6@acme.example")["title"] == "New"
+    assert "151 updated" in run.summary, run.summary           # person 5 twice: New, then Later
+    sb.reset_counts()
+    idle = sb.run()
+    assert idle.code == 0 and sb.outreach_requests() == 0, idle.output
+    assert audit(sb).problems == []
+
+
+@pytest.mark.parametrize("ticked_behind", [True, False])
+def test_a_stopped_run_does_not_pass_its_echoes_over_an_edit_saved_behind_its_cursor(sb, ticked_behind):
+    """The same race when the run stops early (Outreach went down) and moves its watermark past
+    the echoes of what it wrote (sync._pass_echoes_when_stopping): person 5, linked but not
+    ticked when page 1 was read inside second S, is ticked again in S after that read — behind
+    the cursor — and S ends before the write-back. The watermark must stay on S. Without that
+    save, S is read again whole, found clean, and the echoes are still passed."""
+    people = [sb.person(email=f"p{n}@acme.example", person_job_title="Old")["id"] for n in range(100)]
+    assert sb.run().code == 0
+    sync = sb.col("person", "sync")
+    sb.wb.edit("people", people[5], {sync: False})
+    sb.wb.clock.advance(5)
+    sb.wb.clock.freeze(True)
+    second = format_wb_datetime(sb.wb.clock.now())
+    for pid in people:
+        if pid != people[5]:
+            sb.wb.edit("people", pid, {"person_job_title": "New"})
+    sb.person(email="late@acme.example")                # on page 1 too: its create fails, the run stops
+    sb.outreach.add_fault(method="POST", path=r"/api/v2/prospects$", status=503, count=None)
+
+    def tick_then_end_the_second():
+        if ticked_behind:
+            sb.wb.edit("people", people[5], {sync: True, "person_job_title": "Back"})
+        sb.wb.clock.advance(1)
+    before_request(sb.wb, "PUT", r"crm/people\.api", tick_then_end_the_second)
+    stopped = sb.run()
+    assert "stopped early" in stopped.summary, stopped.output
+    assert prospect(sb, "p6@acme.example")["title"] == "New"
+    watermark = state(sb, "watermark.person")["at"]
+    assert parse_wb_datetime(watermark) == parse_wb_datetime(second) + dt.timedelta(seconds=0 if ticked_behind else 1)
+    if not ticked_behind:
+        return
+    sb.outreach.clear_faults()
+    sb.wb.clock.freeze(False)
+    sb.wb.clock.advance(60)
+    runs = run_until_clean(sb)
+    assert is_clean(runs[-1]), runs[-1].output
+    assert prospect(sb, "p5@acme.example")["title"] == "Back"
+    assert len(sb.prospects()) == 101
     assert audit(sb).problems == []
