@@ -36,11 +36,12 @@ from .workbooks import WorkbooksClient, decode_json_value, parse_datetime
 
 ENDPOINT = "automation/api_data"
 COLUMNS = ["id", "lock_version", "key", "value", "updated_at"]
-# Releasing the run lock (release_lock): tries, the longest wait between two, and the time a try
-# needs before the run's deadline (a read and a write; plugin.http starts none with < 0.5 s left).
-RELEASE_ATTEMPTS = 8
-RELEASE_BACKOFF_CAP = 4.0
-RELEASE_MIN_SECONDS = 1.0
+# Writes that must not be lost to one fault (release_lock, put_until_saved): tries, the longest
+# wait between two, and the time a try needs before the run's deadline (a read and a write;
+# plugin.http starts none with < 0.5 s left).
+RETRY_ATTEMPTS = 8
+RETRY_BACKOFF_CAP = 4.0
+RETRY_MIN_SECONDS = 1.0
 
 
 @dataclass
@@ -126,12 +127,16 @@ class StateStore:
         row = self._load(key)
         if row is not None and row.text == text:
             return  # unchanged: Workbooks would not bump lock_version anyway; save a request
-        if row is None:
-            result = self.workbooks.batch(ENDPOINT, [{"__method": "POST", "key": self.full_key(key),
-                                                      "value": text}])[0]
-        else:
-            result = self.workbooks.batch(ENDPOINT, [{"__method": "PUT", "id": row.id,
-                                                      "lock_version": row.lock_version, "value": text}])[0]
+        try:
+            if row is None:
+                result = self.workbooks.batch(ENDPOINT, [{"__method": "POST", "key": self.full_key(key),
+                                                          "value": text}])[0]
+            else:
+                result = self.workbooks.batch(ENDPOINT, [{"__method": "PUT", "id": row.id,
+                                                          "lock_version": row.lock_version, "value": text}])[0]
+        except TransientError:
+            self._cache.pop(key, None)      # it may have landed: the next put reads the row afresh
+            raise
         if not result.ok:
             self._cache.pop(key, None)
             if result.stale:
@@ -141,6 +146,31 @@ class StateStore:
                                 result.lock_version if result.lock_version is not None
                                 else (row.lock_version + 1 if row else 0),
                                 json.loads(text), text, self._updated_at(result.affected))
+
+    def put_until_saved(self, key: str, value: Any, *, attempts: int = RETRY_ATTEMPTS) -> None:
+        """`put` for a value whose loss costs more than requests (the note of creates whose
+        outcome is unknown): a transient failure is tried again (see _retrying). Safe to repeat:
+        a failed `put` forgets the row, so the next try reads it afresh and stops there if the
+        write whose answer was lost did land."""
+        self._retrying(lambda: self.put(key, value), attempts)
+
+    def _retrying(self, attempt_once: Callable[[], None], attempts: int) -> None:
+        """Call `attempt_once` until it does not raise TransientError: with backoff (0.25 s
+        doubling to 4 s, at most `attempts` tries) while the run's deadline leaves room for a
+        read and a write. The deadline alone decides, not a fixed reserve: a run that stopped
+        for time has only its stop margin left, and every request is clipped to the deadline
+        anyway (plugin.http), with the exit reserve beyond it."""
+        deadline = getattr(getattr(self.workbooks, "http", None), "deadline", None)
+        for attempt in range(attempts):
+            try:
+                attempt_once()
+                return
+            except TransientError:
+                wait = min(RETRY_BACKOFF_CAP, 0.25 * 2 ** attempt)
+                left = deadline.remaining() if deadline is not None else math.inf
+                if attempt + 1 >= attempts or left - wait < RETRY_MIN_SECONDS:
+                    raise
+                time.sleep(wait)
 
     def delete(self, key: str) -> None:
         """Remove every row of `key` (there may be leftovers of a create race)."""
@@ -217,30 +247,16 @@ class StateStore:
             return False
         raise TransientError("could not take the run lock: " + "; ".join(result.errors))
 
-    def release_lock(self, owner: str, *, attempts: int = RELEASE_ATTEMPTS) -> None:
+    def release_lock(self, owner: str, *, attempts: int = RETRY_ATTEMPTS) -> None:
         """Free the lock if (and only if) `owner` holds it. A conflict means someone took over
         an expired lock meanwhile: theirs now, nothing to release.
 
         A lock left behind blocks every run until its TTL, so a fault must not cost that: tried
-        again with backoff (0.25 s doubling to 4 s, at most `attempts` tries) while the run's
-        deadline leaves room for a read and a write. The deadline alone decides, not a fixed
-        reserve: a run that stopped for time has only its stop margin left (3 s with a short
-        TIMEOUT), and every request is clipped to the deadline anyway (plugin.http), with the
-        exit reserve beyond it. A release whose answer was lost is found done on the re-read;
-        one that never arrived is sent again."""
+        again (_retrying). A release whose answer was lost is found done on the re-read; one
+        that never arrived is sent again."""
         if self.dry_run:
             return
-        deadline = getattr(getattr(self.workbooks, "http", None), "deadline", None)
-        for attempt in range(attempts):
-            try:
-                self._release_once(owner)
-                return
-            except TransientError:
-                wait = min(RELEASE_BACKOFF_CAP, 0.25 * 2 ** attempt)
-                left = deadline.remaining() if deadline is not None else math.inf
-                if attempt + 1 >= attempts or left - wait < RELEASE_MIN_SECONDS:
-                    raise
-                time.sleep(wait)
+        self._retrying(lambda: self._release_once(owner), attempts)
 
     def _release_once(self, owner: str) -> None:
         rows = self._rows("lock")

@@ -200,7 +200,9 @@ class SyncRun:
         note = {k: v for k, v in self._unconfirmed.items()
                 if now - float(v.get("at") or now) < UNCONFIRMED_KEEP_SECONDS}
         try:
-            self.state.put(UNCONFIRMED_KEY, note)
+            # Retried: without this note, a person whose email is edited before the next run
+            # would get a second Prospect (a fault storm lost it once in 48).
+            self.state.put_until_saved(UNCONFIRMED_KEY, note)
         except PluginError as exc:
             self.log.warning(f"could not note the creates whose outcome is unknown ({exc})")
 
@@ -258,7 +260,8 @@ class SyncRun:
                 rows = self._fetch(kind, start, cursor, handled if self._may_leave_out(kind, handled) else [])
                 if not rows:
                     tracker.pass_handled(cursor)
-                    self._read_open_seconds_again(kind, tracker, process=True)
+                    if self._read_open_seconds_again(kind, tracker, process=True):
+                        continue    # what it synced has echoes ahead of the cursor: pass them too
                     break
                 tracker.page(rows)
                 cursor = (rows[-1].get("updated_at"), rows[-1]["id"])
@@ -339,31 +342,40 @@ class SyncRun:
                 return              # the watermark simply stays where it is
             if not rows:
                 tracker.pass_handled(cursor)
-                self._read_open_seconds_again(kind, tracker, process=False)
+                try:
+                    self._read_open_seconds_again(kind, tracker, process=False)
+                except TransientError:
+                    pass            # the watermark stays on the second not read again
                 return
             if any(tracker.handled_version(r["id"]) != (r.get("updated_at"), r.get("lock_version")) for r in rows):
                 return              # a linked record ahead needs a look: the next run starts here
             tracker.page(rows)
             probe = (rows[-1].get("updated_at"), rows[-1]["id"])
 
-    def _read_open_seconds_again(self, kind: ObjectKind, tracker: WatermarkTracker, *, process: bool) -> None:
+    def _read_open_seconds_again(self, kind: ObjectKind, tracker: WatermarkTracker, *, process: bool) -> bool:
         """Read again, whole, each second the scan read into while it was still going on and has
         since moved past (WatermarkTracker.passed_open): a user's save in that second after our
         read is stamped behind the cursor. `process`: sync what is found (the scan); otherwise
         (a stopped run passing its echoes) a record not handled keeps the watermark on that
-        second. Usually one query that answers nothing: our own versions are left out."""
+        second. Usually one query that answers nothing: our own versions are left out. True when
+        something was synced (its write-backs are new echoes ahead of the cursor)."""
         if self.settings.dry_run:
-            return
+            return False
         linked = [] if process else [(self.columns[kind.name]["outreach_id"], "not_blank", "")]
         columns = self._columns_for(kind) if process else ["id", "lock_version", "updated_at"]
+        synced = False
         for second in tracker.passed_open():
+            if self._time_is_up() if process else self.deadline.remaining() <= 2:
+                break               # the watermark stays on that second (WatermarkTracker.result)
             for rows in self._pages_at(kind, second, tracker.handled_at(second), columns, linked):
                 if all(tracker.met(r["id"], r.get("updated_at"), r.get("lock_version")) for r in rows):
                     continue
                 if not process or self._time_is_up():
-                    return          # the watermark stays on that second (WatermarkTracker.result)
+                    return synced
                 self._process_page(kind, rows, tracker.start, tracker, in_scan=False)
+                synced = True
             tracker.read_again(second)
+        return synced
 
     def _pages_at(self, kind: ObjectKind, second: str, handled: list[tuple[int, int]], columns: list[str],
                   extra: list[tuple] = ()) -> Iterator[list[dict]]:

@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from tools.run_output import PrintedLines
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "scripts" / "outreach_install.py"
 AUTHORISE = ROOT / "scripts" / "outreach_authorise.py"
@@ -25,19 +27,11 @@ PREFIX = "outreach_sync."
 
 
 @dataclass
-class Run:
+class Run(PrintedLines):
     args: list[str]
     returncode: int
     stdout: str
     stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.stdout.splitlines() if line.strip()]
-
-    @property
-    def summary(self) -> str:
-        return self.lines[-1] if self.lines else ""
 
     @property
     def output(self) -> str:

@@ -14,26 +14,17 @@ from pathlib import Path
 
 from plugin import authorise, install, runner
 from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, WEB_HOST, WEB_PATH, follow_to_callback
+from tools.run_output import PrintedLines
 
 WEB_URL = "https://web.outreach.test"
 RUNNER = Path(__file__).resolve().parent.parent / "scripts" / "outreach_send_receive.py"
 
 
 @dataclass
-class Result:
+class Result(PrintedLines):
     code: int
     output: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.output.splitlines() if line.strip()]
-
-    @property
-    def summary(self) -> str:
-        return self.lines[-1] if self.lines else ""
-
-    def logged(self, level: str) -> list[str]:
-        return [line for line in self.lines if line.startswith(f"[{level}] ")]
+    _printed = "output"
 
 
 class Sandbox:

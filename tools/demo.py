@@ -38,6 +38,7 @@ import yaml
 
 from tools import demo_company
 from tools.demo_checks import shorten, verdicts
+from tools.run_output import PrintedLines
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -152,20 +153,12 @@ class EmulatorProcess:
 # --- the plugin's scripts, run as Workbooks runs them ----------------------------------------------------
 
 @dataclass
-class ScriptRun:
+class ScriptRun(PrintedLines):
     script: str
     code: int
     stdout: str
     stderr: str
     seconds: float
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.stdout.splitlines() if line.strip()]
-
-    @property
-    def summary(self) -> str:
-        return self.lines[-1] if self.lines else ""
 
     def header(self, name: str) -> str | None:
         for line in self.lines:

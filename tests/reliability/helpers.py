@@ -27,6 +27,7 @@ from typing import Iterator
 from plugin.workbooks import parse_datetime as parse_wb_datetime
 from tests.sync_harness import WEB_URL, Result, Sandbox
 from tools.emulators.core import ServerHandle
+from tools.run_output import PrintedLines
 from tools.emulators.outreach import OutreachEmulator
 from tools.emulators.workbooks import WorkbooksEmulator
 
@@ -480,20 +481,12 @@ def before_request(app, method: str, path: str, action, *, times: int | None = 1
 
 
 @dataclass
-class ProcessRun:
+class ProcessRun(PrintedLines):
     code: int | None          # None: killed
     stdout: str
     stderr: str
     killed: bool
     seconds: float
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.stdout.splitlines() if line.strip()]
-
-    @property
-    def summary(self) -> str:
-        return self.lines[-1] if self.lines else ""
 
 
 def spawn_runner(sb: Sandbox, *, env: dict | None = None, **params) -> subprocess.Popen:

@@ -148,18 +148,35 @@ def test_employer_renames_interrupted_before_the_people_are_done_are_finished_ne
     assert prospect(sb, "i1@iota.example")["company"] == "Iota Group"
 
 
-@pytest.mark.parametrize("lost", ["create-answer", "write-back"])
+def fail_first_note_write(sb) -> list[int]:
+    """Answer the first write of the `unconfirmed.person` note with a 503, unprocessed."""
+    original, failed = sb.wb.dispatch, [0]
+
+    def dispatch(request):
+        if request.method in ("POST", "PUT") and "automation/api_data" in request.path and not failed[0] \
+                and "unconfirmed.person" in request.get_data(as_text=True):
+            failed[0] += 1
+            return sb.wb.error_response(503, "Service Unavailable")
+        return original(request)
+    sb.wb.dispatch = dispatch
+    return failed
+
+
+@pytest.mark.parametrize("lost", ["create-answer", "write-back", "create-answer-and-note-write"])
 def test_email_edited_between_a_lost_create_and_the_rerun(sb, lost):
     """A Prospect is recognised as ours after a crash through an email look-up (Outreach cannot
     filter on externalId, outreach-api.md §3.1). The email changes before the rerun: the rerun
     must still find and adopt it (through the emails noted at create time), not create a
-    second one. (Found by the storm suite: seed 105, rate 0.2.)"""
+    second one. (Found by the storm suite: seed 105, rate 0.2 — and again when the note's own
+    write met a fault: it is now retried.)"""
     pid = sb.person(email="first@acme.example")["id"]
-    if lost == "create-answer":
+    failed = fail_first_note_write(sb) if lost == "create-answer-and-note-write" else [1]
+    if lost.startswith("create-answer"):
         sb.outreach.add_fault(method="POST", path=r"/api/v2/prospects$", reset=True, when="after", count=1)
     else:
         sb.wb.add_fault(method="PUT", path=r"crm/people\.api", reset=True, when="before", count=1)
     assert sb.run().code == 1
+    assert failed == [1]
     assert len(sb.prospects()) == 1 and not sb.flags("person", pid)["outreach_id"]
     sb.wb.edit("people", pid, {"main_location[email]": "second@acme.example"})
     runs = run_until_clean(sb)
@@ -305,6 +322,7 @@ def test_an_edit_saved_behind_the_cursor_in_a_second_the_scan_then_left_still_re
     sb.reset_counts()
     idle = sb.run()
     assert idle.code == 0 and sb.outreach_requests() == 0, idle.output
+    assert idle.summary.startswith("[notice] nothing to sync"), idle.output   # no echo left ahead
     assert audit(sb).problems == []
 
 
