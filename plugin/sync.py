@@ -19,7 +19,7 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from . import plan
 from .errors import (ActionRequired, BudgetSpent, OutreachError, OutreachNotFound,
@@ -378,7 +378,7 @@ class SyncRun:
         return synced
 
     def _pages_at(self, kind: ObjectKind, second: str, handled: list[tuple[int, int]], columns: list[str],
-                  extra: list[tuple] = ()) -> Iterator[list[dict]]:
+                  extra: Sequence[tuple] = ()) -> Iterator[list[dict]]:
         """Pages of the records stamped `second` that the pick-up flags (and `extra`) select,
         leaving the `handled` (id, lock_version) versions out by query when Workbooks is known to
         filter on lock_version: a range of ids at a time, each holding at most EXCLUDE_IDS of

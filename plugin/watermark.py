@@ -15,8 +15,8 @@ Nor does it pass a second that was still going on when the scan read into it. Th
 read, stamps it *behind* the cursor. Had the scan then moved on to a later second, the record
 would sit below the next run's watermark for good (a linked record is not selected by condition
 4). Such a second is read again whole once it is over (`passed_open`, `read_again`), or the
-watermark stays on it. Whether a second may still be going on is judged from the server's own stamps (the
-run lock's, our write-backs', the rows read): no local clock is trusted.
+watermark stays on it. Whether a second may still be going on is judged from the server's own
+stamps (the run lock's, our write-backs', the rows read): no local clock is trusted.
 """
 from __future__ import annotations
 
@@ -85,13 +85,12 @@ class WatermarkTracker:
     def page(self, rows: list[dict]) -> None:
         """A page of the scan was answered (before any of it is processed). Its last second may
         still have been going on unless Workbooks had already stamped a later time."""
-        times = [t for t in (parse_wb_datetime(r.get("updated_at")) for r in rows) if t is not None]
-        if not times:
+        last = parse_wb_datetime(rows[-1].get("updated_at")) if rows else None   # the page's latest
+        if last is None:
             return
-        last = parse_wb_datetime(rows[-1].get("updated_at"))
-        if last is not None and (self._server_time is None or last >= self._server_time):
+        if self._server_time is None or last >= self._server_time:
             self._open.setdefault(last, rows[-1]["updated_at"])
-        self._saw(max(times))
+        self._saw(last)
 
     def read(self, updated_at: str) -> None:
         self._cursor = updated_at
@@ -127,8 +126,7 @@ class WatermarkTracker:
         moved past, earliest first. A record saved in one of them after the read sits behind the
         cursor, so each must be read again whole (it is over now: the scan met, or passed,
         records stamped later) before the watermark may pass it."""
-        when = parse_wb_datetime(self._cursor) if self._cursor else None
-        return [self._open[s] for s in sorted(self._open) if when is not None and s < when]
+        return self._open_before(self._cursor)
 
     def read_again(self, second: str) -> None:
         """`second` was read whole after it was over: nothing of it is behind the cursor now."""
@@ -139,10 +137,9 @@ class WatermarkTracker:
         when = parse_wb_datetime(second)
         return sorted((rid, self._versions[rid][1]) for rid, t in self._times.items() if t == when)
 
-    def _passed_open(self, at: str | None) -> str | None:
+    def _open_before(self, at: str | None) -> list[str]:
         when = parse_wb_datetime(at) if at else None
-        passed = [s for s in self._open if when is not None and s < when]
-        return self._open[min(passed)] if passed else None
+        return [self._open[s] for s in sorted(self._open) if when is not None and s < when]
 
     def _saw(self, when: dt.datetime) -> None:
         if self._server_time is None or when > self._server_time:
@@ -172,7 +169,7 @@ class WatermarkTracker:
         at = self._hold or self._cursor
         if at is None:
             return self.start
-        at = self._passed_open(at) or at    # a second not read again since it was going on
+        at = (self._open_before(at) or [at])[0]    # a second not read again since it was going on
         if self.start.at and _earlier(at, self.start.at):
             at = self.start.at  # never move backwards: the old done-set still applies there
         second = parse_wb_datetime(at)
