@@ -131,6 +131,12 @@ RESERVED: dict[str, dict[str, str]] = {
 }
 
 
+# Attributes a mapping should send although Outreach does not insist: the validator warns without them.
+RECOMMENDED: dict[str, dict[str, str]] = {
+    "account": {"name": "accounts without a name are hidden in Outreach"},
+}
+
+
 def attribute(object_type: str, name: str) -> Attribute | None:
     return CATALOGUE.get(object_type, {}).get(name)
 

@@ -17,10 +17,11 @@ from typing import Any
 import yaml
 
 from .errors import NotInstalled, WorkbooksError
+from .kinds import KINDS as _KINDS, by_name, in_reading_order
 from .workbooks import RESOURCE_TYPES, WorkbooksClient
 
 MANIFEST_PATH = Path(__file__).resolve().parent.parent / "manifest.yaml"
-KINDS = ("person", "organisation")
+KINDS = tuple(k.name for k in in_reading_order())
 STRING_LIMIT = 255          # workbooks-api.md §6.2: "string: up to 255 characters"
 
 
@@ -43,17 +44,16 @@ BUILT_IN: tuple[FieldDef, ...] = (
     FieldDef("snapshot", "Outreach Sync Snapshot", "text", hidden=True),
 )
 
-_KIND_ALIASES = {"people": "person", "persons": "person", "organisations": "organisation",
-                 "organizations": "organisation", "organization": "organisation",
-                 RESOURCE_TYPES["person"].lower(): "person",
-                 RESOURCE_TYPES["organisation"].lower(): "organisation"}
+_KIND_ALIASES = {**{alias: k.name for k in _KINDS
+                    for alias in (k.label, k.resource_type.lower(), k.outreach_type)},
+                 "persons": "person", "organizations": "organisation", "organization": "organisation"}
 
 
 def _kind(kind: str) -> str:
     key = str(kind).strip().lower()
     key = _KIND_ALIASES.get(key, key)
     if key not in KINDS:
-        raise ValueError(f"unknown record kind {kind!r}: expected 'person' or 'organisation'")
+        raise ValueError(f"unknown record kind {kind!r}: expected one of {', '.join(KINDS)}")
     return key
 
 
@@ -123,8 +123,7 @@ def resolve_columns(workbooks: WorkbooksClient, kind: str, *, recorded: dict[str
         chosen = next((c for c in same if recorded.get(d.title) and c["column"] == recorded[d.title]), None)
         columns[d.key] = (chosen or same[0])["column"]
     if missing:
-        words = "People" if kind == "person" else "Organisations"
-        raise NotInstalled(f"the plugin is not installed: {words} lack the custom field(s) "
+        raise NotInstalled(f"the plugin is not installed: {by_name(kind).words} lack the custom field(s) "
                            f"{', '.join(repr(t) for t in missing)}; run the installer")
     return columns
 

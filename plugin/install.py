@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ActionRequired, BadCredentials, PluginError, TransientError
+from .kinds import KINDS
 from .manifest import RESOURCE_TYPES, FieldDef, Manifest, ProcessDef, load_manifest
 
-KIND_WORDS = {"person": "People", "organisation": "Organisations"}
+KIND_WORDS = {k.name: k.words for k in KINDS}
 PROCESS_ENDPOINTS = {"scheduled": "automation/scheduled_actions", "web": "automation/web_actions"}
 FIELDS_ENDPOINT = "admin/custom_fields"
 API_DATA_ENDPOINT = "automation/api_data"

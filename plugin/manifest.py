@@ -15,6 +15,7 @@ import yaml
 
 from plugin import yamldoc
 from plugin.errors import ActionRequired
+from plugin.kinds import KINDS, in_reading_order
 from plugin.yamldoc import Problem
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -22,15 +23,15 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST_PATH = PACKAGE_DIR.parent / "manifest.yaml"
 SCHEMA_PATH = PACKAGE_DIR / "manifest.schema.json"
 
-#: Workbooks record classes of the two record types the plugin adds fields to.
-RESOURCE_TYPES = {"person": "Private::Crm::Person", "organisation": "Private::Crm::Organisation"}
+#: Workbooks record classes of the record types the plugin adds fields to (plugin/kinds.py).
+RESOURCE_TYPES = {k.name: k.resource_type for k in in_reading_order()}
 
 #: Field keys the code relies on (plugin/fields.py, the engine); a manifest without one is broken.
 REQUIRED_FIELD_KEYS = ("sync", "sync_error", "duplicate", "outreach_id", "outreach_url",
                        "error_message", "last_synced", "snapshot")
 
 #: What the engine does in Outreach, per resource: the scope levels it needs.
-REQUIRED_SCOPES = {"prospects": {"read", "write"}, "accounts": {"read", "write"}, "users": {"read"}}
+REQUIRED_SCOPES = {**{k.outreach_plural: {"read", "write"} for k in KINDS}, "users": {"read"}}
 
 
 class InvalidManifest(ActionRequired):

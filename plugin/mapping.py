@@ -31,16 +31,17 @@ from . import catalogue
 from . import transforms as tf
 from . import yamldoc
 from .errors import InvalidMapping
+from .kinds import in_reading_order
 from .yamldoc import ERROR, WARNING, Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "mappings" / "mapping.schema.json"
 DEFAULT_MAPPING_PATH = ROOT / "mappings" / "default.yaml"
 
-#: The sections the plugin syncs, and the Outreach object each one must target.
-ACTIVE_OBJECTS = {"person": "prospect", "organisation": "account"}
+#: The sections the plugin syncs, and the Outreach object each one must target (plugin/kinds.py).
+ACTIVE_OBJECTS = {k.name: k.outreach_type for k in in_reading_order()}
 #: Allowed match keys per Outreach object; the first is the default.
-MATCH_KEYS = {"prospect": ("emails",), "account": ("name", "domain", "customId")}
+MATCH_KEYS = {k.outreach_type: k.match_keys for k in in_reading_order()}
 
 SEND_DIRECTIONS = ("send", "both")
 
@@ -444,16 +445,16 @@ class BoundMapping:
                 if s.sends and s.skip_empty and s.target not in attributes]
 
     def match_value(self, attributes: dict[str, Any]) -> str | None:
-        """The duplicate-detection key of mapped attributes: a prospect's first email,
-        lower-cased; an account's `match_key` attribute (None when empty, and for `customId`
-        unless the caller added its own marker to the attributes)."""
-        if self.mapping.target == "prospect":
-            emails = attributes.get("emails") or []
-            for email in emails if isinstance(emails, list) else [emails]:
-                if not tf.is_empty(email):
-                    return str(email).strip().lower()
-            return None
+        """The duplicate-detection key of mapped attributes: the `match_key` attribute (None when
+        empty, and for `customId` unless the caller added its own marker to the attributes). A
+        list key (a prospect's `emails`) gives its first address, lower-cased: Outreach tells
+        prospects apart by email whatever its case (outreach-api.md R2.3)."""
         value = attributes.get(self.mapping.match_key)
+        attr = catalogue.attribute(self.mapping.target, self.mapping.match_key)
+        if attr is not None and attr.type == catalogue.LIST:
+            values = value if isinstance(value, list) else [value]
+            first = next((v for v in values if not tf.is_empty(v)), None)
+            return None if first is None else str(first).strip().lower()
         return None if tf.is_empty(value) else tf.as_text(value).strip()
 
 
@@ -494,7 +495,7 @@ class _Compiler:
             near = did_you_mean(name, ACTIVE_OBJECTS)
             if near:
                 self.doc.add(path, f"unknown section `{name}`", f"did you mean `{near}`?", key=True)
-            elif target in ("prospect", "account"):
+            elif target in MATCH_KEYS:
                 owner = next(k for k, v in ACTIVE_OBJECTS.items() if v == target)
                 self.doc.add(path, f"section `{name}` sends to {target}s, which only `{owner}` does",
                              f"rename the section to `{owner}`, or merge its fields into it", key=True)
@@ -548,15 +549,13 @@ class _Compiler:
                 and isinstance(raw.get("target"), str)}
         where = path + ("match_key",) if "match_key" in section else path
         if match_key != "customId" and match_key not in sent:
-            why = ("the plugin finds an existing prospect by email, and creates none without one"
-                   if target == "prospect" else
-                   "the plugin looks an account up by it before creating one")
-            self.doc.add(where, f"no field sends `{match_key}`, the match key ({why})",
+            self.doc.add(where, f"no field sends `{match_key}`, the match key (the plugin looks an existing "
+                         f"{target} up by it before creating one, and creates none without it)",
                          f"add a field with `target: {match_key}`", key="match_key" not in section)
-        if target == "account" and "name" not in sent:
-            self.doc.add(path, "no field sends the account `name`",
-                         "add a field with `target: name` (accounts without a name are hidden in Outreach)",
-                         key=True, severity=WARNING)
+        for name, why in catalogue.RECOMMENDED.get(target, {}).items():
+            if name not in sent:
+                self.doc.add(path, f"no field sends the {target} `{name}`",
+                             f"add a field with `target: {name}` ({why})", key=True, severity=WARNING)
 
 
 class _FieldCompiler:

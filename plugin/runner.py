@@ -25,7 +25,8 @@ from .oauth import OutreachAuth, client_credentials
 from .outreach import OutreachClient
 from .redact import Redactor
 from .runtime import Log, exit_code_for, flag, load_params, number
-from .state import StateStore
+from .kinds import KINDS, NAMES
+from .state import BUDGET, INSTALL, StateStore, run_keys
 from .sync import SyncRun, SyncSettings
 from .workbooks import RESOURCE_TYPES
 
@@ -37,8 +38,8 @@ DEFAULTS = {
     "mapping": "mappings/default.yaml",
     "outreach_hourly_budget": 8000,
 }
-STATE_KEYS = ("install", "tokens", "watermark.person", "watermark.organisation", "lock", "outreach_budget",
-              "unconfirmed.person", "capabilities")
+# Every key a run reads, in the one request at its start (derived: a key cannot be left out).
+STATE_KEYS = tuple(run_keys(KINDS))
 # Seconds added to the clock the hourly Outreach budget is counted by. Never set in production:
 # the benchmark (tools/bench.py) and tests simulate an hour of one-minute runs in minutes by
 # moving the emulators' clocks, and the budget window has to move with them.
@@ -92,12 +93,12 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         wb = connection.workbooks
         state = StateStore(wb, dry_run=dry_run)
         state.prefetch(STATE_KEYS)
-        install = state.get("install")
+        install = state.get(INSTALL)
         if not isinstance(install, dict):
             raise NotInstalled("the plugin is not installed in this database: run the installer "
                                "(scripts/outreach_install.py)")
-        columns = {kind: _columns(wb, kind, install) for kind in ("organisation", "person")}
-        bound = {kind: _bind(wb, mapping.objects[kind], kind, install) for kind in ("organisation", "person")}
+        columns = {kind: _columns(wb, kind, install) for kind in NAMES}
+        bound = {kind: _bind(wb, mapping.objects[kind], kind, install) for kind in NAMES}
 
         client_id, client_secret, redirect = client_credentials(params, install)
         # Outreach's errors are redacted with Workbooks' secrets too: their text can end up on a
@@ -109,7 +110,7 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
                             client_id=client_id, client_secret=client_secret, database=wb.database,
                             redirect_uri=redirect, log=log.write)
         auth.access_token()   # NotAuthorised (exit 2) before any work; refreshes if due
-        budget_state = dict(state.get("outreach_budget") or {})
+        budget_state = dict(state.get(BUDGET) or {})
         outreach = OutreachClient(settings["outreach_api_url"], auth, outreach_http,
                                   hourly_budget=number(settings, "outreach_hourly_budget", 8000),
                                   budget_state=budget_state, clock=_budget_clock())
@@ -121,10 +122,10 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
                                             lock_ttl_seconds=_lock_ttl(connection.deadline),
                                             deadline_margin=_margin(connection.deadline),
                                             field_limits={kind: fields.write_limits(install, kind)
-                                                          for kind in ("organisation", "person")}))
+                                                          for kind in NAMES}))
         report = run.execute()
         if outreach.requests_made and not dry_run:
-            _save_quietly(state, "outreach_budget", budget_state, log)
+            _save_quietly(state, BUDGET, budget_state, log)
         log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}")
     finally:
         connection.close()

@@ -1,7 +1,9 @@
 """`StateStore`: everything that must outlive a run, as JSON values in Workbooks API Data
-(`automation/api_data`) under the key `<prefix>.<key>` (DESIGN §4). Keys in use: `tokens`,
-`install`, `watermark.person`, `watermark.organisation`, `lock`, `clock`, `oauth_state`,
-`outreach_budget`, `unconfirmed.person`.
+(`automation/api_data`) under the key `<prefix>.<key>` (DESIGN §4). The keys are named in one
+place, the vocabulary below (`watermark_key`, `run_keys`, …): the runner's prefetch is derived
+from it, so a key a run reads cannot be left out of the one request that reads them all.
+Existing names (`watermark.person`, …) are production data in every installed database: they
+never change.
 
 Writes are upserts guarded by `lock_version`: a value is updated with the lock_version we last
 read, so a concurrent writer turns our write into a `TransientError` instead of a silent
@@ -42,6 +44,38 @@ COLUMNS = ["id", "lock_version", "key", "value", "updated_at"]
 RETRY_ATTEMPTS = 8
 RETRY_BACKOFF_CAP = 4.0
 RETRY_MIN_SECONDS = 1.0
+
+
+# --- the key vocabulary ----------------------------------------------------------------------------
+INSTALL = "install"                  # what the installer made (plugin/install.py)
+TOKENS = "tokens"                    # the Outreach authorisation (plugin/oauth.py)
+LOCK = "lock"                        # the run lock (below)
+CLOCK = "clock"                      # a row touched to learn Workbooks' clock (server_now)
+OAUTH_STATE = "oauth_state"          # authorisations in progress (plugin/authorise.py)
+BUDGET = "outreach_budget"           # Outreach requests spent this hour (plugin/outreach.py)
+CAPABILITIES = "capabilities"        # what this database's Workbooks was proven to do
+
+
+def watermark_key(kind: str) -> str:
+    """Where the send scan of `kind` starts next run."""
+    return f"watermark.{kind}"
+
+
+def unconfirmed_key(kind: str) -> str:
+    """Creates of `kind` whose outcome is unknown (plugin/sync/send/unconfirmed.py)."""
+    return f"unconfirmed.{kind}"
+
+
+def run_keys(kinds: Iterable) -> list[str]:
+    """Every key a run of the sync reads, for the one prefetch at its start. `kinds` are
+    plugin.kinds.Kind entries; an unconfirmed-creates note exists only for kinds whose marker
+    Outreach cannot filter on."""
+    keys = [INSTALL, TOKENS, LOCK, BUDGET, CAPABILITIES]
+    for kind in kinds:
+        keys.append(watermark_key(kind.name))
+        if not kind.marker_filterable:
+            keys.append(unconfirmed_key(kind.name))
+    return keys
 
 
 @dataclass
@@ -210,39 +244,39 @@ class StateStore:
                  "acquired_at": dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).isoformat(),
                  "expires_at": int(self._clock() + ttl_seconds)}
         text = _encode(value)
-        rows = self._rows("lock")
+        rows = self._rows(LOCK)
         if not rows:
-            created = self.workbooks.batch(ENDPOINT, [{"__method": "POST", "key": self.full_key("lock"),
+            created = self.workbooks.batch(ENDPOINT, [{"__method": "POST", "key": self.full_key(LOCK),
                                                        "value": text}])[0]
             if not created.ok or not created.id:
                 raise TransientError("could not create the run lock: " + "; ".join(created.errors))
-            rows = self._rows("lock")
+            rows = self._rows(LOCK)
             if rows and rows[0].id == created.id:
-                self._cache["lock"] = rows[0]
+                self._cache[LOCK] = rows[0]
                 return True
             # Lost the create race: the lowest id belongs to someone else. Remove ours.
             mine = [r for r in rows if r.id == created.id]
             if mine:
                 self._quiet_delete(mine)
-            self._cache.pop("lock", None)
+            self._cache.pop(LOCK, None)
             return False
 
         row, extra = rows[0], rows[1:]
         current = row.value if isinstance(row.value, dict) else {}
         holder = current.get("owner")
         if holder and holder != owner and not self._expired(row, current):
-            self._cache["lock"] = row
+            self._cache[LOCK] = row
             return False
         result = self.workbooks.batch(ENDPOINT, [{"__method": "PUT", "id": row.id,
                                                   "lock_version": row.lock_version, "value": text}])[0]
         if result.ok:
-            self._cache["lock"] = _Row(row.id, result.lock_version if result.lock_version is not None
+            self._cache[LOCK] = _Row(row.id, result.lock_version if result.lock_version is not None
                                        else row.lock_version + 1, value, text,
                                        self._updated_at(result.affected))
             # Leftover rows of an old create race whose loser crashed before deleting its row.
             self._quiet_delete(extra)
             return True
-        self._cache.pop("lock", None)
+        self._cache.pop(LOCK, None)
         if result.stale:
             return False
         raise TransientError("could not take the run lock: " + "; ".join(result.errors))
@@ -259,7 +293,7 @@ class StateStore:
         self._retrying(lambda: self._release_once(owner), attempts)
 
     def _release_once(self, owner: str) -> None:
-        rows = self._rows("lock")
+        rows = self._rows(LOCK)
         if not rows:
             return
         row = rows[0]
@@ -270,13 +304,13 @@ class StateStore:
                     "released_at": dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).isoformat()}
         result = self.workbooks.batch(ENDPOINT, [{"__method": "PUT", "id": row.id,
                                                   "lock_version": row.lock_version, "value": _encode(released)}])[0]
-        self._cache.pop("lock", None)
+        self._cache.pop(LOCK, None)
         if not result.ok and not result.stale:
             raise TransientError("could not release the run lock: " + "; ".join(result.errors))
 
     def lock_holder(self) -> dict | None:
         """The current lock value (owner, ttl, …) or None when free; for status pages and logs."""
-        rows = self._rows("lock")
+        rows = self._rows(LOCK)
         if not rows or not isinstance(rows[0].value, dict) or not rows[0].value.get("owner"):
             return None
         return rows[0].value
@@ -301,7 +335,7 @@ class StateStore:
             return None
         for _attempt in range(2):  # a second runner probing at the same moment makes one stale
             try:
-                self.put("clock", {"probe": self._clock()})
+                self.put(CLOCK, {"probe": self._clock()})
                 break
             except TransientError:
                 continue
@@ -309,9 +343,9 @@ class StateStore:
                 return None
         else:
             return None
-        row = self._cache.get("clock")
+        row = self._cache.get(CLOCK)
         if row is not None and row.updated_at is None:
-            fresh = self._load("clock", fresh=True)
+            fresh = self._load(CLOCK, fresh=True)
             return fresh.updated_at.timestamp() if fresh and fresh.updated_at else None
         return row.updated_at.timestamp() if row and row.updated_at else None
 

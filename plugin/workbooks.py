@@ -39,6 +39,7 @@ import requests
 
 from .errors import BadCredentials, TransientError, WorkbooksError
 from .http import HttpClient
+from .kinds import in_reading_order
 
 MAX_BATCH = 100         # Workbooks' limit on objects per write request
 DEFAULT_PAGE = 100      # "a _limit of 100 can be expected to work"
@@ -47,11 +48,9 @@ NO_VALUE = ":no_value:"
 NULL_VALUE = ":null_value:"
 STALE_TEXT = "updated elsewhere"
 
-PERSON = "Private::Crm::Person"
-ORGANISATION = "Private::Crm::Organisation"
-RESOURCE_TYPES = {"person": PERSON, "organisation": ORGANISATION}
-RECORD_ENDPOINTS = {"person": "crm/people", "organisation": "crm/organisations"}
-QUEUE_ENDPOINTS = {"person": "crm/person_queues", "organisation": "crm/organisation_queues"}
+# Kind name → Workbooks record class / queue controller (plugin/kinds.py is the registry).
+RESOURCE_TYPES = {k.name: k.resource_type for k in in_reading_order()}
+QUEUE_ENDPOINTS = {k.name: k.queue_endpoint for k in in_reading_order()}
 
 # failure_reason values that need a person (exit 2). Anything else, including reasons Workbooks
 # adds later ("the list will grow"), is treated as transient: exit 2 disables the process.
@@ -235,6 +234,52 @@ def filter_params(filters: Iterable[tuple], fm: str | None) -> list[tuple[str, s
     if fm:
         params.append(("_fm", fm))
     return params
+
+
+class Terms:
+    """A filter being built: `(column, op, value)` terms, each numbered as it is added, and `_fm`
+    expressions over those numbers (workbooks-api.md §3.2), so that adding a condition to a rule
+    can never renumber the others by hand.
+
+        terms = Terms()
+        rule = terms.all(terms.term("a", "true"), terms.any(terms.term("b", "blank"), terms.term("c", "ge", t)))
+        filters, fm = terms.query(rule)          # ..., "1 AND (2 OR 3)"
+    """
+
+    def __init__(self) -> None:
+        self.filters: list[tuple] = []
+
+    def term(self, column: str, op: str, value: Any = "") -> str:
+        self.filters.append((column, op, value))
+        return str(len(self.filters))
+
+    def extend(self, filters: list[tuple], fragment: str) -> str:
+        """Terms numbered by someone else from `next_number` on (watermark.exclusion), and the
+        expression over them."""
+        self.filters += filters
+        return fragment
+
+    @property
+    def next_number(self) -> int:
+        return len(self.filters) + 1
+
+    @staticmethod
+    def all(*parts: str | None) -> str:
+        return _join(" AND ", parts)
+
+    @staticmethod
+    def any(*parts: str | None) -> str:
+        return _join(" OR ", parts)
+
+    def query(self, expression: str) -> tuple[list[tuple], str]:
+        return list(self.filters), expression
+
+
+def _join(operator: str, parts: Iterable[str | None]) -> str:
+    present = [p for p in parts if p]
+    if len(present) == 1:
+        return present[0]
+    return operator.join(p if p.isdigit() else f"({p})" for p in present)
 
 
 # --- results --------------------------------------------------------------------------------------

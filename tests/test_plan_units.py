@@ -2,11 +2,11 @@
 watermarks (DESIGN.md §6)."""
 import datetime as dt
 
-from plugin import plan
+from plugin.sync.send import plan
 from plugin.owners import OwnerDirectory
 from plugin.snapshot import Snapshot, value_hash
-from plugin import watermark
-from plugin.watermark import Watermark, WatermarkTracker, exclusion
+from plugin.sync.send import watermark
+from plugin.sync.send.watermark import Watermark, WatermarkTracker, exclusion
 
 
 def test_snapshot_diff_reports_only_changed_attributes():
@@ -45,9 +45,9 @@ def test_plan_account_rules():
 
 def test_plan_update_includes_changed_relationships_only():
     snap = Snapshot().with_sent({"title": "CTO"}, account=1, owner=2)
-    decision = plan.plan_update(snap, {"title": "CTO"}, 1, 3, relate_account=True)
+    decision = plan.plan_update(snap, {"title": "CTO"}, 1, 3, parent_relationship="account")
     assert decision.attributes == {} and decision.relationships == {"owner": 3}
-    assert plan.plan_update(snap, {"title": "CTO"}, 1, 2, relate_account=True).empty
+    assert plan.plan_update(snap, {"title": "CTO"}, 1, 2, parent_relationship="account").empty
     assert plan.relationships_payload({"owner": None, "account": 4}) == {
         "owner": {"data": None}, "account": {"data": {"type": "account", "id": 4}}}
 

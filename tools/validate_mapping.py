@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from plugin.errors import InvalidMapping, PluginError
+from plugin.kinds import in_reading_order
 from plugin.mapping import (ACTIVE_OBJECTS, BoundMapping, Mapping, Problem, RecordMappingError,
                             guess_custom_field_column, load_mapping, validate_mapping_file)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CANNOT_CHECK = 0, 1, 2
-RECORD_ENDPOINTS = {"person": "crm/people", "organisation": "crm/organisations"}
-CLASS_NAMES = {"person": "Private::Crm::Person", "organisation": "Private::Crm::Organisation"}
+RECORD_ENDPOINTS = {k.name: k.endpoint for k in in_reading_order()}
+CLASS_NAMES = {k.name: k.resource_type for k in in_reading_order()}
 
 
 class CannotCheck(Exception):

@@ -24,7 +24,7 @@ import datetime as dt
 import heapq
 from dataclasses import dataclass, field
 
-from .workbooks import parse_datetime as parse_wb_datetime
+from ...workbooks import parse_datetime as parse_wb_datetime
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Watermark:
     # Organisations only: ids whose linked People must be looked at again although their own
     # `updated_at` did not move (the Employer was renamed). Kept in the
     # Organisations' watermark so it is saved in the same write that moves past those records:
-    # a crash can never lose it (see SyncRun._recheck_people).
+    # a crash can never lose it (see plugin/sync/send/relations.py).
     recheck: list[int] = field(default_factory=list)
 
     @classmethod

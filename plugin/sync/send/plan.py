@@ -6,31 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .snapshot import Snapshot
+from ...snapshot import Snapshot
 
 # Deliberately permissive (Outreach is the final judge), but catches the common typos that
 # would otherwise become a 422 per record: spaces, missing @, missing dot in the domain.
 _EMAIL = re.compile(r"^[^\s@,;<>]+@[^\s@,;<>]+\.[^\s@,;<>]+$")
 
 PENDING = object()   # the record must wait (e.g. its Employer is on its way to Outreach)
-
-
-@dataclass(frozen=True)
-class ObjectKind:
-    name: str            # "person" | "organisation"  (mapping section, state keys, logs)
-    endpoint: str        # Workbooks controller
-    outreach_type: str   # "prospect" | "account"
-    web_path: str        # path segment of the Outreach web URL
-    marker_attribute: str  # where the Workbooks id is stamped, to recognise our own records
-    label: str           # plural for the summary line
-
-    def marker(self, database_id, record_id) -> str:
-        return f"workbooks:{database_id}:{self.name}:{record_id}"
-
-
-ORGANISATION = ObjectKind("organisation", "crm/organisations", "account", "accounts", "customId",
-                          "organisations")
-PERSON = ObjectKind("person", "crm/people", "prospect", "prospects", "externalId", "people")
 
 
 _TRUE_WORDS = frozenset({"true", "t", "on", "1", "yes", "y"})      # workbooks-api.md §4.1
@@ -124,10 +106,13 @@ class Decision:
         return not self.attributes and not self.relationships
 
 
-def plan_update(snapshot: Snapshot, mapped: dict, account, owner, *, relate_account: bool) -> Decision:
+def plan_update(snapshot: Snapshot, mapped: dict, account, owner, *, parent_relationship: str | None) -> Decision:
+    """What to PATCH: the mapped attributes that changed since the snapshot, and the parent
+    relationship (a prospect's `account`; None for a kind without a parent) and owner when
+    they changed."""
     decision = Decision(attributes=snapshot.changed_attributes(mapped))
-    if relate_account and account != snapshot.account:
-        decision.relationships["account"] = account
+    if parent_relationship and account != snapshot.account:
+        decision.relationships[parent_relationship] = account
     if owner != snapshot.owner:
         decision.relationships["owner"] = owner
     return decision

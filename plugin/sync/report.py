@@ -1,0 +1,48 @@
+"""What a run did, counted per kind of record, and the summary line that ends the process log
+(DESIGN.md §3: "people: 120 created, 31 updated, 2 duplicates, 1 error, 0 pending; …")."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import PluginError
+from ..kinds import KINDS, in_reading_order
+
+
+@dataclass
+class KindCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    pending: int = 0
+    adopted: int = 0
+    pending_linked: int = 0         # of `pending`: already in Outreach (the backlog count misses them)
+
+    def describe(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, "
+                f"{plural(self.duplicates, 'duplicate')}, {plural(self.errors, 'error')}, "
+                f"{self.pending} pending")
+
+
+@dataclass
+class RunReport:
+    counts: dict[str, KindCounts] = field(default_factory=lambda: {k.name: KindCounts() for k in KINDS})
+    stopped: str | None = None          # why the run stopped early (time, budget, fault)
+    failure: PluginError | None = None  # a transient fault that ended the run (exit 1)
+    skipped: str | None = None          # the run did nothing at all, and why
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        if self.skipped:
+            return self.skipped
+        line = "; ".join(f"{k.label}: {self.counts[k.name].describe()}" for k in in_reading_order())
+        if self.dry_run:
+            line = "dry run (nothing written): " + line
+        if self.stopped:
+            line += f" — stopped early: {self.stopped}"
+        return line
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

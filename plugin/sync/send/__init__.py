@@ -1,0 +1,1 @@
+"""Send: Workbooks → Outreach, one pipeline per kind of record (pipeline.py)."""
