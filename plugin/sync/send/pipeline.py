@@ -103,8 +103,8 @@ class SendPipeline:
             new = self.scan.close_second(new)
         if self.children:
             # Saved with the watermark that moves past these parents, in one write.
-            renamed = set().union(*(c.renamed for c in self.children))
-            new = replace(new, recheck=sorted(set(self.start.recheck) | renamed))
+            noted = set().union(*(c.noted for c in self.children))
+            new = replace(new, recheck=sorted(set(self.start.recheck) | noted))
         if new.to_state() != self.start.to_state():
             self.ctx.state.put(self.key, new.to_state())
 
@@ -146,7 +146,7 @@ class SendPipeline:
                 if item.outcome is None:
                     self.pusher.send(item)
             for relation in self.children:
-                relation.note_renames(items)
+                relation.note_children(items)
             self._write_back(items)
             for item in items:
                 self._account_for(item)

@@ -1,14 +1,21 @@
 """A child kind's relation to its parent (a Person's Employer → the Prospect's `account`), both
-ways: the parent pass remembers what became of each parent and notes renames; the child pass
-loads the parents its records name, plans the relationship, and looks again at the children of
-renamed parents.
+ways: the parent pass remembers what became of each parent and notes the parents whose children
+need another look; the child pass loads the parents its records name, plans the relationship, and
+looks again at the children of the noted parents.
 
-Renames: a child's mapping may copy a parent attribute (`employer_name` → `company` is the
-Employer's name), yet a renamed Employer does not move its people's own `updated_at`, so the scan
-would never select them. The parent pass notes the renamed parents in the parent's watermark
-(`watermark.organisation` `recheck`), saved before its write-back and with the watermark that
-moves past them, so no crash can lose it; the child pass then reads their linked children again
-and lets the normal diff decide (unchanged costs no Outreach request).
+Children to look at again although their own `updated_at` did not move, so the scan would
+never select them:
+* of a renamed parent: a child's mapping may copy a parent attribute (`employer_name` →
+  `company` is the Employer's name);
+* of a parent that has just reached Outreach (created, or adopted after an interrupted run):
+  children synced before it did (an administrator ticks People from a list view first and their
+  Employer later) were sent without the relation, or with another one. Only once the child scan
+  has a watermark: before that it reads every flagged child anyway, so a first backlog costs
+  nothing more.
+The parent pass notes these parents in the parent's watermark (`watermark.organisation`
+`recheck`), saved before its write-back and with the watermark that moves past them, so no crash
+can lose it; the child pass then reads their linked children again and lets the normal diff
+decide: unchanged costs no Outreach request; a missing relation is one PATCH carrying only it.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ class ParentLinks:
         self.ctx, self.child, self.relation = ctx, child, child.parent
         self.parent = by_name(child.parent.parent)
         self._parents: dict[int, dict | None] = {}    # parent id → {"qualifies", "outreach_id"} (None: gone)
-        self.renamed: set[int] = set()                # parents renamed in this run
+        self.noted: set[int] = set()                  # parents whose children were noted in this run
 
     # --- the parent pass -------------------------------------------------------------------------------
     def remember(self, item: Item) -> None:
@@ -47,21 +54,27 @@ class ParentLinks:
         elif item.outcome.flagged:
             self._parents[item.id] = {"qualifies": False, "outreach_id": None}
 
-    def note_renames(self, items: list[Item]) -> None:
-        """Parents on this page whose copied attributes were just sent: their children's mapping
-        changed with them. Saved BEFORE the page's write-back, which records the new values as
-        sent: saved only afterwards (with the watermark), one failed write would lose the rename
-        for good. One extra state write, and only for a page with a rename."""
-        renamed = {i.id for i in items if i.outcome is Outcome.UPDATED
-                   and set(self.relation.copied_attributes) & set(i.attributes_sent)}
-        if not renamed or self.ctx.dry_run:
+    def note_children(self, items: list[Item]) -> None:
+        """Parents on this page whose children must be looked at again (module docstring). Saved
+        BEFORE the page's write-back, which records the new values (the Outreach Id) as sent:
+        saved only afterwards (with the watermark), one failed write would lose the note for
+        good. One extra state write, and only for a page with such a parent."""
+        copied = set(self.relation.copied_attributes)
+        noted = {i.id for i in items if i.outcome is Outcome.UPDATED and copied & set(i.attributes_sent)}
+        arrived = {i.id for i in items if i.outcome in (Outcome.CREATED, Outcome.ADOPTED)}
+        if arrived and self._children_scanned_before():
+            noted |= arrived
+        if not noted or self.ctx.dry_run:
             return
-        self.renamed |= renamed
+        self.noted |= noted
         key = watermark_key(self.parent.name)
         stored = Watermark.from_state(self.ctx.state.get(key))
-        merged = sorted(set(stored.recheck) | renamed)
+        merged = sorted(set(stored.recheck) | noted)
         if merged != stored.recheck:
             self.ctx.state.put(key, replace(stored, recheck=merged).to_state())
+
+    def _children_scanned_before(self) -> bool:
+        return Watermark.from_state(self.ctx.state.get(watermark_key(self.child.name))).at is not None
 
     # --- the child pass --------------------------------------------------------------------------------
     def load(self, items: Iterable[Item]) -> None:
@@ -96,8 +109,7 @@ class ParentLinks:
                        "to reach Outreach")
 
     def recheck_children(self, process: Callable[[list[dict]], None]) -> None:
-        """The linked children of parents renamed since they were synced (the parent watermark's
-        `recheck`), a group of parents at a time; each group is forgotten once all its children
+        """The linked children of the noted parents (the parent watermark's `recheck`), a group of parents at a time; each group is forgotten once all its children
         are done. Runs before the scan, so the scan takes the echoes of these write-backs for
         what they are."""
         key = watermark_key(self.parent.name)

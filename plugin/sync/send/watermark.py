@@ -31,8 +31,8 @@ from ...workbooks import parse_datetime as parse_wb_datetime
 class Watermark:
     at: str | None = None                             # Workbooks datetime text
     done: dict[int, int] = field(default_factory=dict)  # record id -> lock_version handled at `at`
-    # Organisations only: ids whose linked People must be looked at again although their own
-    # `updated_at` did not move (the Employer was renamed). Kept in the
+    # Parents only: ids whose linked children must be looked at again although their own
+    # `updated_at` did not move (the Employer was renamed, or has just reached Outreach). Kept in the
     # Organisations' watermark so it is saved in the same write that moves past those records:
     # a crash can never lose it (see plugin/sync/send/relations.py).
     recheck: list[int] = field(default_factory=list)
