@@ -178,6 +178,25 @@ def test_a_deleted_sequence_leaves_its_states_pointing_at_it(app, api):
     assert ids(api.get("/api/v2/sequenceSteps")) == []
 
 
+def test_a_deleted_prospect_leaves_its_states(app, api):
+    """§12 [I], §9 (deletes are not in the updatedAt feed): deleting a prospect leaves its
+    sequence states, still naming it; the prospect is a 404."""
+    pid = prospect(app, "a@acme.com")
+    state = app.add_to_sequence(pid, "S")
+    assert app.delete("prospects", pid)
+    data = api.get(f"{STATES}/{state['id']}").json()["data"]
+    assert data["relationships"]["prospect"] == {"data": {"type": "prospect", "id": pid}}
+    assert ids(api.get(STATES, params={"filter[prospect][id]": str(pid)})) == [state["id"]]
+    assert api.get(f"/api/v2/prospects/{pid}").status_code == 404
+
+
+def test_a_rep_created_prospect_looks_like_an_api_created_one(app, api):
+    """§3.1 externalSource (e.g. "outreach-api"), [I]: a person's create carries the same value,
+    so only creator/updater tell it from the plugin's."""
+    made = app.rep_create("prospects", {"emails": ["rep-made@acme.com"]})
+    assert api.get(f"/api/v2/prospects/{made['id']}").json()["data"]["attributes"]["externalSource"] == "outreach-api"
+
+
 # ------------------------------------------------------------------- §4 list semantics on states
 def make_states(app, n: int, step_ms: int = 1000) -> list[int]:
     made = []

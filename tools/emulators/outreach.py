@@ -137,6 +137,9 @@ Guesses (the reference gives no answer; each is [I] and pinned by a test):
   * Writing `emailsOptStatus` "opted_out"/"opted_in" is the same as writing `emailOptedOut`
     true/false (§12 calls both the opt-out); other values are stored as they are.
   * A deleted sequence's states stay and still name it; a deleted prospect's states stay too.
+  * A rep's create through the control surface is stamped like an API create, `externalSource`
+    "outreach-api" included (the web app's own value is unknown; one value for both keeps a
+    client from telling a person's records from its own by it).
   * Relationships of sequence states (prospect, sequence, sequenceStep, account, user) filter by
     `[id]` only (the deprecation of non-id relationship filters, DOC-DEPR).
 
