@@ -6,7 +6,16 @@ Routes (the real API's shape):
   GET  /api/v2                                          token info (shape unknown, §2 "API root")
   GET|POST /api/v2/{prospects|accounts|users}           list (filters §4) / create (§2.3)
   GET|PATCH|DELETE /api/v2/{plural}/{id}                fetch / update (§2.4) / delete
+  GET  /api/v2/{sequences|sequenceStates|sequenceSteps}[/{id}]   the receive side's resources (§12),
+                                                        with the same list semantics as prospects
 Users are readable and can be created or patched (OAS has POST/PATCH /users); DELETE /users is 405.
+Sequences, sequence states and steps are read-only to API clients: a write the OAS has needs its
+scope (`sequences.write`, `sequenceStates.delete`, ...: 403 unauthorizedOauthScope, §1.3) and is then
+refused as a governance profile refuses it (403 unauthorizedRequest, §1.3 [S]); the OAS has no PATCH
+on /sequenceStates/{id} (405). Read scopes: `sequences.read`, `sequenceStates.read` (published with
+the S2S scope list, §1.3 / AE-SCOPES) and `sequenceSteps.read` (by the scope grammar [I]); `.all` too.
+People's doings in Outreach (a rep's edit, an opt-out, a sequence state change) come from the
+control surface in outreach_activity.py, stamped as Outreach stamps them.
 
 Behaviour switches (`OutreachEmulator(**switches)`, `--set name=value`, POST /_emulator/config).
 Every one models something the reference marks uncertain; defaults lean strict, and where issue #2
@@ -71,6 +80,38 @@ names a default the issue wins.
   patch_unchanged_email_error     False         §5.2, §10.6  True: a PATCH whose `emails` equal the
                                                              prospect's own -> 422
                                                              validationDuplicateValueError
+  granular_opt_out                True          §12          granular opt-out enabled: optedOut,
+                                                             emailOptedOut, callOptedOut are three
+                                                             flags; False: any of them is "opted out
+                                                             in general" and sets all three
+  granular_opt_in_stamp           "stamp"       §12 [I]      an opt-in (emailOptedOut / callOptedOut
+                                                             false) stamps emailsOptedAt / callsOptedAt
+                                                             with its time ("clear": sets it null);
+                                                             either way the status says "opted_in"
+  self_opt_out_updater            "unchanged"   §12 [I]      the updater after a prospect opts itself
+                                                             out (control surface, by=None): the last
+                                                             writer stays ("none": null). Strict: a
+                                                             client's own last PATCH can be the updater
+                                                             of a person's opt-out
+  opt_out_finishes_sequences      True          §12 [I]      an opt-out of email (or of everything)
+                                                             finishes the prospect's unfinished
+                                                             sequence states
+  sequence_state_bumps_prospect   False         §12 [I]      a sequence state's change also moves its
+                                                             prospect's updatedAt (False: only the
+                                                             state's own)
+  unsorted_window_ms              1000          §9 [C]       "results sometimes unsorted within a
+                                                             query": in a page sorted by a date-time
+                                                             first, neighbours at most this many ms
+                                                             apart come swapped with probability 1/2
+                                                             (seeded; the page's records and the
+                                                             cursor stay right); 0: exact order
+  upper_bound_ignored_rate        0.5           §9 [C]       "the upper bound is sometimes ignored":
+                                                             the share of queries with an updatedAt
+                                                             upper bound ([lte], [lt], a..b) that
+                                                             lose it (seeded by query number); 0 never
+  trap_seed                       0             §9           seed of the two traps' dice: a replay of
+                                                             the same requests meets the same traps
+The updatedAt filter's bounds are always inclusive (§4.1 [C]: a..b, [gte], [lte]).
 
 Guesses (the reference gives no answer; each is [I] and pinned by a test):
   * PATCH body id/type differing from the URL/collection -> 409 `conflict` (JSON:API); also POST.
@@ -90,14 +131,29 @@ Guesses (the reference gives no answer; each is [I] and pinned by a test):
   * `issue_tokens()` skips the mint throttle (it stands in for an authorisation done earlier).
   * Emails in filters and uniqueness are compared lower-cased for the index; strings elsewhere
     compare exactly; nulls sort last ascending, first descending (PostgreSQL).
+  * `updatedAt` moves (ms, never backwards) only with a real change, by the API or the control
+    surface, and `updater` becomes whoever made it (§12); nothing else moves it (§9: e.g. adding a
+    dataConnection does not, and the emulator models no such link).
+  * Writing `emailsOptStatus` "opted_out"/"opted_in" is the same as writing `emailOptedOut`
+    true/false (§12 calls both the opt-out); other values are stored as they are.
+  * A deleted sequence's states stay and still name it; a deleted prospect's states stay too.
+  * A rep's create through the control surface is stamped like an API create, `externalSource`
+    "outreach-api" included (the web app's own value is unknown; one value for both keeps a
+    client from telling a person's records from its own by it).
+  * Relationships of sequence states (prospect, sequence, sequenceStep, account, user) filter by
+    `[id]` only (the deprecation of non-id relationship filters, DOC-DEPR).
 
 Python API (tests, demo, benchmark): add_user, register_client, issue_tokens, revoke, insert,
-records, record, delete, seed, requests_by_user. Control routes (JSON, under /_emulator/):
+records, record, delete, seed, requests_by_user, and from outreach_activity.py rep, rep_edit,
+rep_create, opt_out, opt_in, create_sequence, add_to_sequence, change_sequence_state,
+delete_sequence, activity. Kinds: prospects, accounts, users, sequences, sequenceStates,
+sequenceSteps (singular type names too). Control routes (JSON, under /_emulator/):
   POST /users {email, username, first_name?, last_name?, locked?}   -> {"id", "data"}
   POST /clients {client_id, client_secret, redirect_uris?}
   POST /tokens {user_id, scopes?, client_id?}                       -> the token response
   POST /revoke {user_id?}
-  POST /seed {users, accounts, prospects, excluded_domains}
+  POST /seed {users, accounts, prospects, excluded_domains, sequences?, sequenceSteps?, sequenceStates?}
+  POST /activity {by?, actions: [{do, ...}]}                        -> {"results": [...]} (outreach_activity.py)
   GET  /records/<kind>[/<id>]; POST /records/<kind> {attributes, relationships}; DELETE /records/<kind>/<id>
   GET  /rate -> {"by_user": {...}, "window_reset": epoch}
 """
@@ -108,6 +164,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import random
 import re
 import secrets
 import threading
@@ -117,6 +174,7 @@ from typing import Any, Callable, Iterable
 from werkzeug.wrappers import Request, Response
 
 from .core import UTC, Emulator, json_response, parse_iso
+from .outreach_activity import OutreachActivity
 
 JSONAPI = "application/vnd.api+json"
 MAX_PAGE = 1000
@@ -124,10 +182,16 @@ MAX_OFFSET = 10000
 DEFAULT_PAGE = 50
 MAINTENANCE_SECONDS = 60
 
-KINDS = {"prospects": "prospect", "accounts": "account", "users": "user"}
+KINDS = {"prospects": "prospect", "accounts": "account", "users": "user",
+         "sequences": "sequence", "sequenceStates": "sequenceState", "sequenceSteps": "sequenceStep"}
 TYPE_TO_KIND = {v: k for k, v in KINDS.items()}
 CONTROLLERS = {"prospects": "ApiV2::ProspectsController", "accounts": "ApiV2::AccountsController",
-               "users": "ApiV2::UsersController"}
+               "users": "ApiV2::UsersController", "sequences": "ApiV2::SequencesController",
+               "sequenceStates": "ApiV2::SequenceStatesController",
+               "sequenceSteps": "ApiV2::SequenceStepsController"}
+# §12 / OAS: the states a sequence state can be in ("active", "paused", "failed", "bounced",
+# "pending" and "disabled" are the non-finished ones of `activeSequenceStates`).
+SEQUENCE_STATE_VALUES = ("active", "paused", "failed", "bounced", "pending", "disabled", "finished")
 
 # --------------------------------------------------------------------------------------------------
 # Attribute catalogue (§3.1–§3.3). Kinds of value: str, emails, arr (array of strings), int, num,
@@ -220,26 +284,85 @@ USER_ATTRS = _catalogue(
     ("createdAt updatedAt currentSignInAt", dict(kind="datetime", **RO_FS)),
 )
 
-ATTRS = {"prospects": PROSPECT_ATTRS, "accounts": ACCOUNT_ATTRS, "users": USER_ATTRS}
+# The receive side's resources (§12; types, limits and badges as outreach-attributes.json lists
+# them). The emulator serves them read-only to API clients: see `_read_only_write`.
+SEQUENCE_ATTRS = _catalogue(
+    ("name", dict(limit=255, filterable=True, sortable=True)),
+    ("description", dict(limit=1024)),
+    ("sequenceType scheduleIntervalType", dict(limit=255)),
+    ("shareType", dict(limit=255, filterable=True, sortable=True)),
+    ("salesMotion", dict(limit=255, filterable=True)),
+    ("primaryReplyAction secondaryReplyAction", dict(limit=4)),
+    ("enabled locked", dict(kind="bool", ro=True)),
+    ("finishOnReply throttlePaused transactional", dict(kind="bool")),
+    ("maxActivations primaryReplyPauseDuration secondaryReplyPauseDuration", dict(kind="int")),
+    ("throttleCapacity throttleMaxAddsPerDay", dict(kind="int", filterable=True, sortable=True)),
+    ("clickCount deliverCount openCount replyCount", dict(kind="int", **RO_FS)),
+    ("bounceCount durationInDays failureCount negativeReplyCount neutralReplyCount numContactedProspects "
+     "numRepliedProspects optOutCount positiveReplyCount scheduleCount sequenceStepCount",
+     dict(kind="int", ro=True)),
+    ("automationPercentage", dict(kind="num", ro=True)),
+    ("tags", dict(kind="arr")),
+    ("createdAt updatedAt enabledAt lastUsedAt lockedAt", dict(kind="datetime", **RO_FS)),
+    ("throttlePausedAt", dict(kind="datetime", ro=True)),
+)
+
+SEQUENCE_STATE_ATTRS = _catalogue(   # every attribute is read-only (§12)
+    ("state pauseReason", dict(limit=255, **RO_FS)),
+    ("errorReason", dict(limit=255, ro=True)),
+    ("createdAt updatedAt stateChangedAt repliedAt callCompletedAt", dict(kind="datetime", **RO_FS)),
+    ("activeAt", dict(kind="datetime", ro=True)),
+    ("clickCount deliverCount openCount replyCount", dict(kind="int", **RO_FS)),
+    ("bounceCount failureCount negativeReplyCount neutralReplyCount optOutCount positiveReplyCount "
+     "scheduleCount", dict(kind="int", ro=True)),
+)
+
+SEQUENCE_STEP_ATTRS = _catalogue(
+    ("order", dict(kind="int", filterable=True, sortable=True)),
+    ("stepType", dict(limit=255, filterable=True, sortable=True)),
+    ("date", dict(kind="date", filterable=True, sortable=True)),
+    ("interval taskAutoskipDelay", dict(kind="int")),
+    ("taskNote", dict(limit=65535)),
+    ("displayName", dict(ro=True)),
+    ("bounceCount clickCount deliverCount failureCount negativeReplyCount neutralReplyCount openCount "
+     "optOutCount positiveReplyCount replyCount scheduleCount", dict(kind="int", ro=True)),
+    ("createdAt updatedAt", dict(kind="datetime", **RO_FS)),
+)
+
+ATTRS = {"prospects": PROSPECT_ATTRS, "accounts": ACCOUNT_ATTRS, "users": USER_ATTRS,
+         "sequences": SEQUENCE_ATTRS, "sequenceStates": SEQUENCE_STATE_ATTRS, "sequenceSteps": SEQUENCE_STEP_ATTRS}
 ID_ATTR = Attr("id", kind="int", filterable=True, sortable=True)
 
-# Writable to-one relationships and the kind they point at (§2.1, §2.3).
+# To-one relationships and the kind they point at (§2.1, §2.3; §12 for the receive side's, which
+# only the control surface sets).
 TO_ONE = {"prospects": {"account": "accounts", "owner": "users"}, "accounts": {"owner": "users"},
-          "users": {}}
-# Filters on a related record's attributes (§3.2: "filter prospects by account").
+          "users": {}, "sequences": {"owner": "users"}, "sequenceSteps": {"sequence": "sequences"},
+          "sequenceStates": {"prospect": "prospects", "sequence": "sequences", "sequenceStep": "sequenceSteps",
+                             "account": "accounts", "user": "users"}}
+# Filters on a related record's attributes (§3.2: "filter prospects by account"; only by id on the
+# receive side's resources, as DOC-DEPR left relationship filters).
 RELATED_FILTERS = {"prospects": {"account": ("accounts", {"id", "customId", "name", "named", "updatedAt"}),
                                  "owner": ("users", {"id"})},
                    "accounts": {"owner": ("users", {"id"})},
-                   "users": {}}
+                   "users": {}, "sequences": {"owner": ("users", {"id"})},
+                   "sequenceSteps": {"sequence": ("sequences", {"id"})},
+                   "sequenceStates": {name: (target, {"id"}) for name, target in (
+                       ("prospect", "prospects"), ("sequence", "sequences"), ("sequenceStep", "sequenceSteps"),
+                       ("account", "accounts"), ("user", "users"))}}
 # Exact-value indexes kept for fast look-ups (emails lower-cased).
-INDEXED = {"prospects": ("emails",), "accounts": ("name", "domain", "customId"), "users": ("email", "username")}
+INDEXED = {"prospects": ("emails",), "accounts": ("name", "domain", "customId"), "users": ("email", "username"),
+           "sequences": ("name",), "sequenceStates": (), "sequenceSteps": ()}
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 SCOPE_RE = re.compile(r"^[A-Za-z]+\.(read|write|delete|all)$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ACTION_OF = {"GET": "read", "POST": "write", "PATCH": "write", "DELETE": "delete"}
 ALLOWED = {"prospects": {"GET", "POST", "PATCH", "DELETE"}, "accounts": {"GET", "POST", "PATCH", "DELETE"},
-           "users": {"GET", "POST", "PATCH"}}
+           "users": {"GET", "POST", "PATCH"}, "sequences": {"GET", "POST", "PATCH", "DELETE"},
+           "sequenceStates": {"GET", "POST", "DELETE"}, "sequenceSteps": {"GET", "POST", "PATCH", "DELETE"}}
+# Resources served read-only: the OAS has their writes (sequenceStates has no PATCH), but the plugin
+# only reads them and people change them through the control surface (see `_read_only_write`).
+READ_ONLY_KINDS = frozenset({"sequences", "sequenceStates", "sequenceSteps"})
 INVALID_GRANT = ("The provided authorization grant is invalid, expired, revoked, does not match the "
                  "redirection URI used in the authorization request, or was issued to another client.")
 
@@ -288,7 +411,7 @@ class OAuthError(Exception):
         self.status, self.error, self.description = status, error, description
 
 
-class OutreachEmulator(Emulator):
+class OutreachEmulator(OutreachActivity, Emulator):
     name = "outreach"
     default_config = {
         "oauth_clients": "any",
@@ -315,6 +438,14 @@ class OutreachEmulator(Emulator):
         "page_size_over_max": "error",
         "count_default": False,
         "patch_unchanged_email_error": False,
+        "granular_opt_out": True,
+        "granular_opt_in_stamp": "stamp",
+        "self_opt_out_updater": "unchanged",
+        "sequence_state_bumps_prospect": False,
+        "opt_out_finishes_sequences": True,
+        "unsorted_window_ms": 1000,
+        "upper_bound_ignored_rate": 0.5,
+        "trap_seed": 0,
     }
 
     # ============================================================================ state and set-up
@@ -333,6 +464,9 @@ class OutreachEmulator(Emulator):
         self._last_mint: dict[tuple[int, str], dt.datetime] = {}
         self._rate: dict[tuple[int, int], int] = {}
         self._rate_daily: dict[tuple[int, int], int] = {}
+        self._states_of_prospect: dict[int, set[int]] = {}   # prospect id -> its sequence states' ids
+        self._bounded_queries = 0                             # queries with an upper bound (a trap's dice)
+        self._default_rep: int | None = None                  # the control surface's "a rep" (created on use)
 
     def _handle(self, request: Request) -> Response:
         # Remembered so error_response (which core calls without the request) can answer an
@@ -414,15 +548,18 @@ class OutreachEmulator(Emulator):
             return found is not None
 
     def seed(self, data: dict) -> dict:
-        """Load `{"users": [...], "accounts": [...], "prospects": [...], "excluded_domains": [...]}`.
+        """Load `{"users": [...], "accounts": [...], "prospects": [...], "excluded_domains": [...]}`,
+        and optionally "sequences", "sequenceSteps", "sequenceStates" (stored as given: the
+        control surface's create_sequence / add_to_sequence build them the way Outreach would).
         Items are flat attribute dicts (optional `id`, and `owner`/`account` as related ids) or
         `{"id", "attributes", "relationships"}`. Users accept first_name/last_name too."""
         with self.lock:
             if "excluded_domains" in data:
                 self.config["excluded_domains"] = [d.lower() for d in data["excluded_domains"]]
             created: dict[str, list[int]] = {}
-            for kind in ("users", "accounts", "prospects"):
-                created[kind] = [self._seed_item(kind, item)["id"] for item in data.get(kind) or []]
+            for kind in ("users", "accounts", "prospects", "sequences", "sequenceSteps", "sequenceStates"):
+                if kind in data or kind in ("users", "accounts", "prospects"):
+                    created[kind] = [self._seed_item(kind, item)["id"] for item in data.get(kind) or []]
             return created
 
     @property
@@ -485,8 +622,12 @@ class OutreachEmulator(Emulator):
             table = self._index[(kind, attr)]
             for key in self._index_keys(kind, attr, record):
                 table.setdefault(key, set()).add(record["id"])
+        if kind == "sequenceStates" and record["rels"].get("prospect") is not None:
+            self._states_of_prospect.setdefault(record["rels"]["prospect"], set()).add(record["id"])
 
     def _index_remove(self, kind: str, record: dict) -> None:
+        if kind == "sequenceStates":
+            self._states_of_prospect.get(record["rels"].get("prospect"), set()).discard(record["id"])
         for attr in INDEXED[kind]:
             table = self._index[(kind, attr)]
             for key in self._index_keys(kind, attr, record):
@@ -523,7 +664,7 @@ class OutreachEmulator(Emulator):
             out[name] = value
         out["createdAt"] = iso_ms(record["createdAt"])
         out["updatedAt"] = iso_ms(record["updatedAt"])
-        if kind != "accounts":  # a prospect's or user's `name` is the read-only full name
+        if kind in ("prospects", "users"):  # a prospect's or user's `name` is the read-only full name
             first, last = stored.get("firstName"), stored.get("lastName")
             out["name"] = " ".join(p for p in (first, last) if isinstance(p, str) and p) or None
         if kind == "prospects":
@@ -541,24 +682,44 @@ class OutreachEmulator(Emulator):
         out: dict[str, Any] = {}
         for name, target in TO_ONE[kind].items():
             out[name] = {"data": _ident(target, record["rels"].get(name))}
-        for name in ("creator", "updater"):
+        # §12: sequence states have a creator but no updater (OAS sequenceStateRelationships)
+        for name in ("creator",) if kind == "sequenceStates" else ("creator", "updater"):
             out[name] = {"data": _ident("users", record.get(name))}
         if kind == "prospects":
             for name in ("mailings", "tasks", "sequenceStates", "calls"):
                 out[name] = {"links": {"related": f"{base}/{name}?filter[prospect][id]={rid}"}}
+            active = self._active_states(rid)
             out["activeSequenceStates"] = {
-                "data": [], "links": {"related": f"{base}/sequenceStates?filter[prospect][id]={rid}"},
-                "meta": {"count": 0}}
+                "data": [_ident("sequenceStates", sid) for sid in active],
+                "links": {"related": f"{base}/sequenceStates?filter[prospect][id]={rid}"},
+                "meta": {"count": len(active)}}
             out["stage"] = {"data": None}
             # A relationship with neither data nor links (§2.1, singer-io/tap-outreach#39).
             out["favorites"] = {"meta": {"count": 0}}
         elif kind == "accounts":
             out["prospects"] = {"links": {"related": f"{base}/prospects?filter[account][id]={rid}"}}
             out["tasks"] = {"links": {"related": f"{base}/tasks?filter[account][id]={rid}"}}
-        else:
+        elif kind == "users":
             out["mailboxes"] = {"links": {"related": f"{base}/mailboxes?filter[user][id]={rid}"}}
             out["profile"] = {"data": None}
+        elif kind == "sequences":
+            for name in ("sequenceStates", "sequenceSteps", "mailings", "tasks", "calls"):
+                out[name] = {"links": {"related": f"{base}/{name}?filter[sequence][id]={rid}"}}
+        elif kind == "sequenceSteps":
+            for name in ("mailings", "tasks", "calls"):
+                out[name] = {"links": {"related": f"{base}/{name}?filter[sequenceStep][id]={rid}"}}
+        elif kind == "sequenceStates":
+            out["mailbox"] = {"data": None}
+            out["opportunity"] = {"data": None}
+            for name in ("mailings", "tasks", "calls"):
+                out[name] = {"links": {"related": f"{base}/{name}?filter[sequenceState][id]={rid}"}}
         return out
+
+    def _active_states(self, prospect_id: int) -> list[int]:
+        """§12: `activeSequenceStates` are the prospect's states that are not "finished"."""
+        store = self.stores["sequenceStates"]
+        return sorted(sid for sid in self._states_of_prospect.get(prospect_id, ())
+                      if sid in store and store[sid]["attrs"].get("state") != "finished")
 
     # ============================================================================ HTTP entry
     def dispatch(self, request: Request) -> Response:
@@ -875,6 +1036,8 @@ class OutreachEmulator(Emulator):
                            f"{method} is not supported on {request.path}.",
                            headers={"Allow": ", ".join(sorted(allowed))})
         self._check_scope(grant, kind, ACTION_OF[method])
+        if method != "GET" and kind in READ_ONLY_KINDS:
+            raise self._read_only_write()
         if len(parts) == 1:
             if method == "GET":
                 return self._list(request, kind)
@@ -897,6 +1060,14 @@ class OutreachEmulator(Emulator):
     @staticmethod
     def _ok(body: dict, status: int = 200) -> Response:
         return Response(json.dumps(body, separators=(",", ":")), status=status, content_type=JSONAPI)
+
+    @staticmethod
+    def _read_only_write() -> ApiError:
+        """A write the OAS has on a receive-side resource, by a token that holds its scope: the
+        answer of a governance profile that forbids it (§1.3 [S] `unauthorizedRequest`). The
+        emulator serves these resources read-only; people change them through the control surface."""
+        return ApiError(403, "unauthorizedRequest", "Unauthorized Request",
+                        "You are not authorized to perform that request.")
 
     @staticmethod
     def _check_scope(grant: dict, kind: str, action: str) -> None:
@@ -950,20 +1121,28 @@ class OutreachEmulator(Emulator):
                            "A new resource cannot be given an id by the client.", "/data/id")
         attrs = self._clean_attributes(kind, data.get("attributes") or {}, creating=True)
         rels = self._clean_relationships(kind, data.get("relationships") or {})
+        record = self._add_record(kind, attrs, rels, grant["user_id"])
+        return self._ok({"data": self.render(kind, record)}, 201)
+
+    def _add_record(self, kind: str, attrs: dict, rels: dict, actor: int | None, *, check: bool = True) -> dict:
+        """A new record from checked attributes, as created by `actor` (the token's user, or the
+        rep of a control-surface action): creator and updater are that user (§12)."""
         merged = {**attrs}
-        self._check_record_rules(kind, merged, attrs, None)
+        if check:
+            self._check_record_rules(kind, merged, attrs, None)
         if kind == "accounts":
             merged.setdefault("named", True)
         if kind in ("prospects", "accounts"):
             merged["externalSource"] = "outreach-api"
-        self._stamp_opt_out(merged, attrs, None)
+        if kind == "prospects":
+            self._apply_opt_outs(merged, attrs, {})
         now = truncate_ms(self.now())
         record = {"id": self._claim_id(kind, None), "attrs": merged,
                   "rels": {name: rels.get(name) for name in TO_ONE[kind]},
-                  "createdAt": now, "updatedAt": now, "creator": grant["user_id"], "updater": grant["user_id"]}
+                  "createdAt": now, "updatedAt": now, "creator": actor, "updater": actor}
         self.stores[kind][record["id"]] = record
         self._index_add(kind, record)
-        return self._ok({"data": self.render(kind, record)}, 201)
+        return record
 
     def _update(self, request: Request, kind: str, record_id: str, grant: dict) -> Response:
         data = self._read_document(request)
@@ -976,23 +1155,70 @@ class OutreachEmulator(Emulator):
                            f"The id '{data['id']}' does not match the URL id '{record['id']}'.")
         attrs = self._clean_attributes(kind, data.get("attributes") or {}, creating=False)
         rels = self._clean_relationships(kind, data.get("relationships") or {})
-        merged = {**record["attrs"], **attrs}
-        self._check_record_rules(kind, merged, attrs, record)
-        self._stamp_opt_out(merged, attrs, record["attrs"].get("optedOut"))
-        new_rels = {**record["rels"], **rels}
-        if merged != record["attrs"] or new_rels != record["rels"]:
-            self._index_remove(kind, record)
-            record["attrs"], record["rels"] = merged, new_rels
-            record["updatedAt"] = max(truncate_ms(self.now()), record["updatedAt"])
-            record["updater"] = grant["user_id"]
-            self._index_add(kind, record)
+        self._change(kind, record, attrs, rels, grant["user_id"])
         return self._ok({"data": self.render(kind, record)})
 
-    def _stamp_opt_out(self, merged: dict, sent: dict, before: Any) -> None:
-        # OAS: setting optedOut true opts out and stamps optedOutAt; false reverts. Re-sending the
-        # current value is no change, so it must not move the stamp (nor updatedAt).
-        if "optedOut" in sent and bool(sent["optedOut"]) != bool(before):
-            merged["optedOutAt"] = iso_ms(truncate_ms(self.now())) if sent["optedOut"] else None
+    def _change(self, kind: str, record: dict, attrs: dict, rels: dict, actor: int | None,
+                *, set_updater: bool = True, check: bool = True) -> bool:
+        """Apply checked attributes and relationships. Only a real change moves `updatedAt` (ms,
+        never backwards) and makes `actor` the `updater` (§12): re-sending current values is no
+        change. False when nothing changed."""
+        merged = {**record["attrs"], **attrs}
+        if check:
+            self._check_record_rules(kind, merged, attrs, record)
+        if kind == "prospects":
+            self._apply_opt_outs(merged, attrs, record["attrs"])
+        new_rels = {**record["rels"], **rels}
+        if merged == record["attrs"] and new_rels == record["rels"]:
+            return False
+        self._index_remove(kind, record)
+        record["attrs"], record["rels"] = merged, new_rels
+        self._bump(record)
+        if set_updater:
+            record["updater"] = actor
+        self._index_add(kind, record)
+        return True
+
+    def _bump(self, record: dict) -> None:
+        record["updatedAt"] = max(truncate_ms(self.now()), record["updatedAt"])
+
+    def _apply_opt_outs(self, merged: dict, sent: dict, before: dict) -> None:
+        """The opt-out attributes of §12's table, after a write of `sent` onto `before`:
+        * `optedOut` true stamps `optedOutAt` with the time of the request; false reverts and
+          clears it (OAS wording);
+        * `emailOptedOut` / `callOptedOut` set `emailsOptStatus` / `callsOptStatus` ("opted_out" or
+          "opted_in") and stamp `emailsOptedAt` / `callsOptedAt`; writing a status does the same
+          the other way round. An opt-in stamps its time too (switch granular_opt_in_stamp), so
+          a stamp alone never means "opted out";
+        * without granular opt-out (switch granular_opt_out false) the three booleans are one:
+          "or opted out in general if granular opt-out is not enabled".
+        Re-sending the current value is no change: no stamp moves (nor updatedAt)."""
+        sent = dict(sent)
+        now = iso_ms(truncate_ms(self.now()))
+        flags = ("optedOut", "emailOptedOut", "callOptedOut")
+        if not self.config["granular_opt_out"]:
+            given = [sent[f] for f in flags if sent.get(f) is not None]
+            if given:
+                for name in flags:
+                    sent[name] = merged[name] = given[-1]
+        if sent.get("optedOut") is not None and bool(sent["optedOut"]) != bool(before.get("optedOut")):
+            merged["optedOutAt"] = now if sent["optedOut"] else None
+        for flag, status, stamp in (("emailOptedOut", "emailsOptStatus", "emailsOptedAt"),
+                                    ("callOptedOut", "callsOptStatus", "callsOptedAt")):
+            if sent.get(flag) is not None:
+                wanted = "opted_out" if sent[flag] else "opted_in"
+            elif status in sent:
+                wanted = sent[status]
+            else:
+                continue
+            merged[flag] = wanted == "opted_out" if wanted in ("opted_in", "opted_out") else before.get(flag)
+            merged[status] = wanted
+            if wanted == before.get(status):
+                merged[stamp] = before.get(stamp)
+            elif wanted == "opted_out" or (wanted == "opted_in" and self.config["granular_opt_in_stamp"] == "stamp"):
+                merged[stamp] = now
+            else:
+                merged[stamp] = None
 
     def _clean_attributes(self, kind: str, attrs: dict, creating: bool) -> dict:
         catalogue = ATTRS[kind]
@@ -1120,7 +1346,7 @@ class OutreachEmulator(Emulator):
     def _list(self, request: Request, kind: str) -> Response:
         args = request.args
         fields = _sparse_fields(request, kind)
-        filters = self._parse_filters(args, kind)
+        filters = self._upper_bound_trap(self._parse_filters(args, kind))
         sort = self._parse_sort(args.get("sort"), kind)
         rows = self._filtered(kind, filters)
         if kind == "accounts" and not any(f[0] == ("named",) for f in filters):
@@ -1131,6 +1357,7 @@ class OutreachEmulator(Emulator):
             page, links = self._offset_page(request, rows)
         else:
             page, links = self._cursor_page(request, kind, rows, sort)
+        page = self._unsorted_trap(kind, page, sort)
         body: dict[str, Any] = {"data": [self.render(kind, r, fields.get(KINDS[kind])) for r in page],
                                 "links": links, "meta": {}}
         count = args.get("count")
@@ -1234,6 +1461,8 @@ class OutreachEmulator(Emulator):
         return [r for r in rows if all(p(r) for p in predicates)]
 
     def _indexed_candidates(self, kind: str, path: tuple, op: str, values: list) -> set[int] | None:
+        if op == "in" and kind == "sequenceStates" and path == ("prospect", "id"):
+            return {sid for v in values if isinstance(v, int) for sid in self._states_of_prospect.get(v, ())}
         if op != "in" or len(path) != 1:
             return None
         if path[0] == "id":
@@ -1282,6 +1511,53 @@ class OutreachEmulator(Emulator):
             # R2.3, §10.7: only the prospect's first (primary) email is searched
             return lambda r: any(matches_one(v) for v in _as_list(getter(r))[:1])
         return lambda r: any(matches_one(v) for v in _as_list(getter(r)))
+
+    # ---------------------------------------------------------------------------- §4/§9 traps
+    def _upper_bound_trap(self, filters: list[tuple]) -> list[tuple]:
+        """§9 (EST): "The API sometimes ignores the server-side upper-bound filter". A query with an
+        upper bound on `updatedAt` (`[lte]`, `[lt]`, `a..b`) loses it with probability
+        upper_bound_ignored_rate; the dice are the trap_seed and the number of such queries so
+        far, so a run replays identically."""
+        bounded = [f for f in filters if f[0] == ("updatedAt",)
+                   and (f[1] in ("lte", "lt") or (f[1] == "range" and f[2][1] is not None))]
+        if not bounded:
+            return filters
+        self._bounded_queries += 1
+        dice = random.Random(f"{self.config['trap_seed']}:bound:{self._bounded_queries}").random()
+        if dice >= float(self.config["upper_bound_ignored_rate"] or 0):
+            return filters
+        kept = []
+        for flt in filters:
+            if flt in bounded and flt[1] == "range":
+                kept.append((flt[0], "range", [flt[2][0], None]))
+            elif flt not in bounded:
+                kept.append(flt)
+        return kept
+
+    def _unsorted_trap(self, kind: str, page: list[dict], sort: list) -> list[dict]:
+        """§9 (EST): "The Outreach API sometimes returns results unsorted within a query". When a
+        page is sorted by a date-time first, neighbours whose values are within
+        unsorted_window_ms of each other are swapped, each pair with probability 1/2. The page
+        holds the same records (the keyset cursor is right) in an order that is wrong; the dice
+        are the trap_seed and the page's ids, so the same page comes back the same way."""
+        window = float(self.config["unsorted_window_ms"] or 0)
+        name = sort[0][0]
+        attr = ID_ATTR if name == "id" else ATTRS[kind].get(name)
+        if window <= 0 or len(page) < 2 or attr is None or attr.kind != "datetime":
+            return page
+        rng = random.Random(f"{self.config['trap_seed']}:order:{kind}:{','.join(str(r['id']) for r in page)}")
+        values = [self._sort_value(kind, r, name) for r in page]
+        out = list(page)
+        i = 0
+        while i < len(out) - 1:
+            a, b = values[i], values[i + 1]
+            close = a is not None and b is not None and abs((b - a).total_seconds()) * 1000 <= window
+            if close and rng.random() < 0.5:
+                out[i], out[i + 1] = out[i + 1], out[i]
+                i += 2
+            else:
+                i += 1
+        return out
 
     def _value_getter(self, kind: str, path: tuple) -> Callable[[dict], Any]:
         if len(path) == 2:
@@ -1443,6 +1719,8 @@ class OutreachEmulator(Emulator):
             return json_response({"ok": True})
         if path == "seed" and method == "POST":
             return json_response(self.seed(body), 201)
+        if path == "activity" and method == "POST":
+            return json_response({"results": self._control_activity(body)})
         if path == "rate" and method == "GET":
             return json_response({"by_user": {str(k): v for k, v in self.requests_by_user.items()},
                                   "window_reset": self._window_start() + 3600})

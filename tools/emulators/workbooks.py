@@ -89,6 +89,24 @@ Each models something the reference marks uncertain ([I]) or leaves open; defaul
   accept_json_body                   True           §1.3, #2      also read application/json request bodies
                                                                   (issue #2 wins over §1.3); a body of any other
                                                                   type (text/plain, none given) -> 406
+  standard_string_max_length         255            §5.2, §6.2    most characters of a standard string/URL
+                                                                  field (person_job_title, name, website,
+                                                                  main_location[...], ...): §6.2 gives 255 for
+                                                                  the string datatype, §5.2 no field's type
+                                                                  (None: no limit). Custom fields: always 255
+  picklist_values_enforced           True           §6.2 [I]      a picklist custom field whose picklist the
+                                                                  emulator knows (add_picklist, or the
+                                                                  `picklist` shorthand of add_custom_field)
+                                                                  takes only its values, exactly, or blank:
+                                                                  anything else fails the object "is not
+                                                                  included in the list"
+  email_validation                   "api"          §5.2 [I]      the email fields (`*[email]`,
+                                                                  `*[alternate_email]`) must be addresses
+                                                                  ("is not a valid email address") on "api"
+                                                                  writes; "always": the Python API and seeds
+                                                                  too; "never". "api" because data already
+                                                                  in a database (imports, older rules) may
+                                                                  hold what the API refuses today
   database_name, logical_database_id, database_instance_id        the database identity (§2.2), also
                                                                   settable through seed {"database": {...}}
 
@@ -100,7 +118,15 @@ Choices where the reference is silent (each pinned by a test):
     "failures": [...]}.
   * An unknown `_select_columns[]` column reads null (§3.3 [I]); unset custom fields read null,
     unset booleans false and unset picklists "" (§6.2 [O]). String custom fields hold at most 255
-    characters (§6.2); a longer value fails the object ("is too long").
+    characters (§6.2); a longer value fails the object ("is too long"). Standard string fields
+    likewise (switch standard_string_max_length).
+  * An email address is valid (switch email_validation) when it is ASCII `local@domain`: the local
+    part of RFC 5322 atoms joined by single dots (at most 64 characters), the domain of labels of
+    letters, digits and inner hyphens with a top-level label of two letters or more, at most 254
+    characters in all. Blank is allowed (it clears the field). Workbooks' real rule is unknown.
+  * Picklists (`add_picklist(values)` -> id, referenced by a custom field's `picklist_id`) exist only
+    in the Python API and the seed: the reference names no API for them. A picklist field whose
+    picklist the emulator does not know takes any value.
   * Failed objects (validation, stale lock_version, no longer accessible) -> HTTP 200 with the §4.4
     shape (switch failure_shape); `affected_objects` lists only the saved objects (the §4.4 example gives [] for its one
     failed object), `affected_object_information` has one entry per object in request order. In an
@@ -117,7 +143,7 @@ Choices where the reference is silent (each pinned by a test):
 Python API (tests, the demo and the benchmark; it follows the switches, except that it stands in
 for the Desktop UI where custom_field_data_types is concerned): `database`, `admin`, `add_user`, `add_queue`,
 `create_api_key`, `create_session`, `insert`, `edit`, `delete`, `records`, `record`,
-`add_custom_field`, `seed` (see its docstring for the seed-file keys, also used by
+`add_custom_field`, `add_picklist`, `seed` (see its docstring for the seed-file keys, also used by
 `python -m tools.emulators workbooks --seed FILE`). Kinds: people, organisations, person_queues,
 organisation_queues, users, custom_fields, api_data, scheduled_actions, web_actions (singulars,
 controller paths and class names are accepted too). Control routes (JSON): POST /_emulator/users,
@@ -143,6 +169,10 @@ from .core import UTC, Emulator, json_response
 SESSION_COOKIE = "Workbooks-Session"
 MAX_OBJECTS_PER_WRITE = 100                      # §4.1
 STRING_LIMIT = 255                               # §6.2 "string: up to 255 characters"
+# The email rule of switch email_validation [I]: dot-atoms of RFC 5322 (ASCII), a domain of
+# hyphenated labels and a top-level label of letters.
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}")
 TEXT_LIMIT = 65_535                              # §6.2 text: 64 KB for ordinary text fields
 LONG_TEXT_LIMIT = 16 * 1024 * 1024               # §9.1 API Data values hold long texts
 STALE_MESSAGE = "This record cannot be saved since it has already been updated elsewhere."   # §4.3
@@ -409,6 +439,7 @@ class Column:
     custom: bool = False
     max_length: int | None = None
     switch: str | None = None
+    picklist_id: int | None = None   # a picklist custom field's list of values (switch picklist_values_enforced)
 
     def __post_init__(self) -> None:
         self.title = self.title or _humanize(self.name)
@@ -684,6 +715,9 @@ class WorkbooksEmulator(Emulator):
         "unknown_filter_field": "ignore",
         "unfilterable_columns": [],
         "accept_json_body": True,
+        "standard_string_max_length": STRING_LIMIT,
+        "picklist_values_enforced": True,
+        "email_validation": "api",
         "database_name": "Emulated Database",
         "logical_database_id": 1,
         "database_instance_id": 4242,
@@ -697,6 +731,7 @@ class WorkbooksEmulator(Emulator):
         self.api_keys: dict[str, int] = {}           # key -> user id
         self.sessions: dict[str, dict] = {}          # session id -> session
         self.passwords: dict[int, str] = {}
+        self.picklists: dict[int, list[str]] = {}     # picklist id -> its values (Python API only)
         self._get_count = 0
         self._database_created = self._stamp_time()
         ctx = self._python_context(None)
@@ -970,9 +1005,32 @@ class WorkbooksEmulator(Emulator):
         if kind == "text":
             if col.max_length and len(text.encode("utf-8")) > col.max_length:
                 raise ValueError(f"is too long (maximum is {col.max_length} bytes)")
-        elif col.max_length and len(text) > col.max_length:
-            raise ValueError(f"is too long (maximum is {col.max_length} characters)")
+        else:
+            limit = self._string_limit(col)
+            if limit and len(text) > limit:
+                raise ValueError(f"is too long (maximum is {limit} characters)")
         return text
+
+    def _string_limit(self, col: Column) -> int | None:
+        """§6.2's 255 for the string datatype; which standard fields are strings is [I] (switch
+        standard_string_max_length)."""
+        if not col.custom and col.datatype in ("string", "uri") and col.max_length == STRING_LIMIT:
+            return self.config["standard_string_max_length"] or None
+        return col.max_length
+
+    def _check_content(self, col: Column, value: Any, through_api: bool) -> None:
+        """What a field refuses beyond its type (raises ValueError): an email that is not an
+        address (switch email_validation), a value outside the field's picklist (switch
+        picklist_values_enforced)."""
+        if value is None or value == "":
+            return
+        mode = self.config["email_validation"]
+        if _is_email_column(col) and (mode == "always" or (mode == "api" and through_api)):
+            if not _valid_email(str(value)):
+                raise ValueError("is not a valid email address")
+        values = self.picklists.get(col.picklist_id) if col.picklist_id is not None else None
+        if values is not None and self.config["picklist_values_enforced"] and value not in values:
+            raise ValueError("is not included in the list")
 
     @staticmethod
     def _coerce_time(kind: str, value: Any) -> dt.date | dt.datetime:
@@ -1081,7 +1139,8 @@ class WorkbooksEmulator(Emulator):
 
     def _activate_custom_column(self, target: Kind, definition: dict, undo: list) -> None:
         datatype = CUSTOM_FIELD_TYPES[definition["data_type"]]
-        column = Column(definition["value_column_name"], datatype, title=definition["title"], custom=True)
+        column = Column(definition["value_column_name"], datatype, title=definition["title"], custom=True,
+                        picklist_id=definition.get("picklist_id") if datatype == "picklist" else None)
         target.columns[column.name] = column
         undo.append(lambda: target.columns.pop(column.name, None))
 
@@ -1764,6 +1823,7 @@ class WorkbooksEmulator(Emulator):
                 continue
             try:
                 values[col.name] = self._coerce(col, None if text == ":null_value:" else text)
+                self._check_content(col, values[col.name], through_api=True)
             except ValueError as exc:
                 errors[name] = [str(exc)]
         if errors:
@@ -1885,6 +1945,7 @@ class WorkbooksEmulator(Emulator):
                 continue
             try:
                 values[col.name] = self._coerce(col, value)
+                self._check_content(col, values[col.name], through_api=False)
             except ValueError as exc:
                 errors[name] = [str(exc)]
         if errors:
@@ -1991,9 +2052,22 @@ class WorkbooksEmulator(Emulator):
             raise NotFound(f"no {table.human} with id {record_id}")
         return rec
 
-    def add_custom_field(self, kind: str, title: str, data_type: str, **attrs: Any) -> str:
-        """Create a custom field as admin/custom_fields does; returns its value_column_name."""
+    def add_picklist(self, values: Iterable[str], name: str | None = None) -> int:
+        """A picklist (as the Desktop makes one) for picklist custom fields' `picklist_id`."""
         with self.lock:
+            choices = [str(v) for v in values]
+            if not choices:
+                raise ValueError(f"picklist {name or ''!r} needs at least one value")
+            picklist_id = max(self.picklists, default=0) + 1
+            self.picklists[picklist_id] = choices
+            return picklist_id
+
+    def add_custom_field(self, kind: str, title: str, data_type: str, **attrs: Any) -> str:
+        """Create a custom field as admin/custom_fields does; returns its value_column_name.
+        `picklist=[values]` makes the field's picklist (add_picklist) and sets its picklist_id."""
+        with self.lock:
+            if "picklist" in attrs:
+                attrs["picklist_id"] = self.add_picklist(attrs.pop("picklist"), title)
             target = self._kind(kind)
             fields = {"title": title, "resource_type": target.class_name, "data_type": data_type, **attrs}
             rec = self._insert(self.kinds["custom_fields"], fields, self._python_context(None))
@@ -2091,6 +2165,16 @@ class WorkbooksEmulator(Emulator):
 
 
 # --- small helpers ------------------------------------------------------------------------------------------------
+
+def _is_email_column(col: Column) -> bool:
+    return col.datatype == "string" and col.name.endswith(("[email]", "[alternate_email]"))
+
+
+def _valid_email(text: str) -> bool:
+    local, at, domain = text.rpartition("@")
+    return (bool(at) and len(text) <= 254 and len(local) <= 64 and _EMAIL_LOCAL.fullmatch(local) is not None
+            and _EMAIL_DOMAIN.fullmatch(domain) is not None)
+
 
 def _square_rows(params: Params) -> list[dict[str, str]]:
     """§4.1: every `name[]` that is not a request control is an attribute column; the k-th value
