@@ -52,6 +52,16 @@ class NotAuthorised(ActionRequired):
         super().__init__(message)
 
 
+class MissingScope(NotAuthorised):
+    """Outreach refused a request for want of one OAuth scope (403 unauthorizedOauthScope). An
+    authorisation made before a feature needed that scope lacks it: the feature can be skipped
+    with a warning while everything else carries on; left uncaught it is still exit 2."""
+
+    def __init__(self, scope: str, message: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
 class NotInstalled(ActionRequired):
     def __init__(self, message: str = "the plugin is not installed: run the installer") -> None:
         super().__init__(message)

@@ -31,9 +31,12 @@ class FieldDef:
     title: str          # what Workbooks shows, and what we find it by
     data_type: str
     hidden: bool = False
+    # A field a later version added: a run on an installation without it carries on without
+    # what it holds (and says to run the installer); the installer adds it.
+    optional: bool = False
 
 
-BUILT_IN: tuple[FieldDef, ...] = (
+_SYNC_FIELDS: tuple[FieldDef, ...] = (
     FieldDef("sync", "Sync to Outreach", "boolean"),
     FieldDef("sync_error", "Outreach Sync Error", "boolean"),
     FieldDef("duplicate", "Outreach Duplicate", "boolean"),
@@ -43,6 +46,15 @@ BUILT_IN: tuple[FieldDef, ...] = (
     FieldDef("last_synced", "Outreach Last Synced", "datetime"),
     FieldDef("snapshot", "Outreach Sync Snapshot", "text", hidden=True),
 )
+# What the receive side writes onto a Person (0.2.0), optional for installations made before.
+_RECEIVE_FIELDS: tuple[FieldDef, ...] = (
+    FieldDef("sequence_state", "Outreach Sequence State", "string", optional=True),
+    FieldDef("sequence_name", "Outreach Sequence", "string", optional=True),
+    FieldDef("state_updated_at", "Outreach State Updated At", "datetime", optional=True),
+    FieldDef("opted_out_at", "Outreach Opted Out At", "datetime", optional=True),
+)
+BUILT_IN: dict[str, tuple[FieldDef, ...]] = {"person": _SYNC_FIELDS + _RECEIVE_FIELDS,
+                                             "organisation": _SYNC_FIELDS}
 
 _KIND_ALIASES = {**{alias: k.name for k in _KINDS
                     for alias in (k.label, k.resource_type.lower(), k.outreach_type)},
@@ -76,7 +88,7 @@ def _from_manifest(path: str) -> dict[str, tuple[FieldDef, ...]] | None:
         if not isinstance(entries, list):
             continue
         defs = tuple(FieldDef(str(e["key"]), str(e["title"]), str(e.get("data_type") or "string"),
-                              bool(e.get("hidden", False)))
+                              bool(e.get("hidden", False)), bool(e.get("optional", False)))
                      for e in entries if isinstance(e, dict) and e.get("key") and e.get("title"))
         found[kind] = defs
     return found or None
@@ -88,7 +100,7 @@ def definitions(kind: str, manifest: str | Path | None = None) -> tuple[FieldDef
     loaded = _from_manifest(str(manifest or MANIFEST_PATH))
     if loaded and loaded.get(kind):
         return loaded[kind]
-    return BUILT_IN
+    return BUILT_IN[kind]
 
 
 def create_rows(kind: str, manifest: str | Path | None = None) -> list[dict]:
@@ -108,7 +120,7 @@ def resolve_columns(workbooks: WorkbooksClient, kind: str, *, recorded: dict[str
     `admin/custom_fields` (falling back to `metadata/types` when that endpoint is refused).
     When several fields share a title, the column the installer recorded (`recorded`: title →
     column, from the install state) wins, else the lowest id. Raises NotInstalled naming every
-    missing title."""
+    missing title; an optional field that is missing is left out (see `missing_optional`)."""
     kind = _kind(kind)
     defs = definitions(kind, manifest)
     candidates = _candidates(workbooks, kind)
@@ -118,7 +130,8 @@ def resolve_columns(workbooks: WorkbooksClient, kind: str, *, recorded: dict[str
     for d in defs:
         same = [c for c in candidates if _fold(c["title"]) == _fold(d.title) and c["column"]]
         if not same:
-            missing.append(d.title)
+            if not d.optional:
+                missing.append(d.title)
             continue
         chosen = next((c for c in same if recorded.get(d.title) and c["column"] == recorded[d.title]), None)
         columns[d.key] = (chosen or same[0])["column"]
@@ -126,6 +139,11 @@ def resolve_columns(workbooks: WorkbooksClient, kind: str, *, recorded: dict[str
         raise NotInstalled(f"the plugin is not installed: {by_name(kind).words} lack the custom field(s) "
                            f"{', '.join(repr(t) for t in missing)}; run the installer")
     return columns
+
+
+def missing_optional(kind: str, columns: dict[str, str]) -> list[str]:
+    """Titles of the optional fields `columns` lacks: an installation made by an older version."""
+    return [d.title for d in definitions(kind) if d.optional and d.key not in columns]
 
 
 def _candidates(workbooks: WorkbooksClient, kind: str) -> list[dict]:

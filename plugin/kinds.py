@@ -47,6 +47,10 @@ class Kind:
     resolver: str           # how an unlinked record is found in Outreach (see module docstring)
     reading_order: int      # position in the summary line and the installer's messages
     parent: Relation | None = None
+    # What the receive side brings back for this kind besides its mapped fields, by name
+    # (plugin/sync/receive/): "opt_outs" (a prospect's opt-outs onto No Email / No Call),
+    # "sequence_states" (the prospect's sequence state onto the record).
+    receives: tuple[str, ...] = ()
 
     def marker(self, database_id, record_id) -> str:
         return f"workbooks:{database_id}:{self.name}:{record_id}"
@@ -68,7 +72,8 @@ PERSON = Kind(
     outreach_type="prospect", outreach_plural="prospects", web_path="prospects", marker_attribute="externalId",
     marker_filterable=False, match_keys=("emails",), resolver="prospect", reading_order=1,
     parent=Relation(parent="organisation", link_column="employer_link", outreach_relationship="account",
-                    label="Employer", copied_attributes=("name",)))
+                    label="Employer", copied_attributes=("name",)),
+    receives=("opt_outs", "sequence_states"))
 
 #: In sync order: a parent before the kinds that hang off it.
 KINDS: tuple[Kind, ...] = (ORGANISATION, PERSON)

@@ -31,7 +31,8 @@ REQUIRED_FIELD_KEYS = ("sync", "sync_error", "duplicate", "outreach_id", "outrea
                        "error_message", "last_synced", "snapshot")
 
 #: What the engine does in Outreach, per resource: the scope levels it needs.
-REQUIRED_SCOPES = {**{k.outreach_plural: {"read", "write"} for k in KINDS}, "users": {"read"}}
+REQUIRED_SCOPES = {**{k.outreach_plural: {"read", "write"} for k in KINDS}, "users": {"read"},
+                   "sequences": {"read"}, "sequenceStates": {"read"}}
 
 
 class InvalidManifest(ActionRequired):
@@ -52,6 +53,7 @@ class FieldDef:
     data_type: str
     hidden: bool
     description: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ class Manifest:
     def custom_fields(self, kind: str) -> list[FieldDef]:
         """The fields for "person" or "organisation", in manifest order."""
         return [FieldDef(key=f["key"], title=f["title"], data_type=f["data_type"],
-                         hidden=bool(f["hidden"]), description=f.get("description", ""))
+                         hidden=bool(f["hidden"]), description=f.get("description", ""),
+                         optional=bool(f.get("optional", False)))
                 for f in self.data["custom_fields"][kind]]
 
     @property

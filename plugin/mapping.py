@@ -44,6 +44,13 @@ ACTIVE_OBJECTS = {k.name: k.outreach_type for k in in_reading_order()}
 MATCH_KEYS = {k.outreach_type: k.match_keys for k in in_reading_order()}
 
 SEND_DIRECTIONS = ("send", "both")
+RECEIVE_DIRECTIONS = ("receive", "both")
+CONFLICT_RULES = ("workbooks_wins", "outreach_wins")
+#: Forward transforms whose effect the way back need not undo: the Outreach value can go into the
+#: Workbooks field as it is (text stays text, a number a number, true/false true/false). Any
+#: other step (to_list, split, join, template, value_map, date, datetime, domain) loses or
+#: reshapes something, so a receiving field with one needs its own `receive_transforms`.
+REVERSIBLE = frozenset({"trim", "lower", "upper", "truncate", "boolean", "number"})
 
 
 # --- problems -----------------------------------------------------------------------------------
@@ -99,7 +106,8 @@ class _Document(yamldoc.Document):
 
 # --- pass 2: the JSON Schema, in plain words ----------------------------------------------------
 
-_FIELD_KEYS = ("source", "value", "template", "target", "direction", "skip_empty", "transforms", "note")
+_FIELD_KEYS = ("source", "value", "template", "target", "direction", "conflict", "skip_empty", "transforms",
+               "receive_transforms", "note")
 
 
 def _where(path: tuple) -> str:
@@ -172,7 +180,7 @@ _SCHEMA = _Schema(SCHEMA_PATH)
 
 
 def _in_transform_item(path: tuple) -> bool:
-    return len(path) >= 2 and path[-2] == "transforms" and isinstance(path[-1], int)
+    return len(path) >= 2 and path[-2] in ("transforms", "receive_transforms") and isinstance(path[-1], int)
 
 
 def _missing(doc: _Document, path: tuple, name: str) -> Problem:
@@ -293,10 +301,16 @@ class FieldSpec:
     line: int = 0
     col: int = 0
     ref_marks: tuple = ()      # ((Ref, line, col), ...) for every custom-field title it uses
+    conflict: str = "workbooks_wins"             # direction both: who wins when both sides changed
+    receive_steps: tuple[tf.Step, ...] | None = None   # None: the Outreach value as it is
 
     @property
     def sends(self) -> bool:
         return self.direction in SEND_DIRECTIONS
+
+    @property
+    def receives(self) -> bool:
+        return self.direction in RECEIVE_DIRECTIONS
 
     @property
     def refs(self) -> list[tf.Ref]:
@@ -404,6 +418,15 @@ class BoundMapping:
         """Outreach attributes for one Workbooks record (send/both fields, in file order).
         A `skip_empty` field whose value is empty is left out, so Outreach keeps its value;
         any other empty field is sent as null (a list as []), clearing it in Outreach."""
+        attributes, failures = self.map_partial(record)
+        if failures:
+            first = failures[0]
+            raise RecordMappingError(first[0], first[2], first[1], failures)
+        return attributes
+
+    def map_partial(self, record: dict) -> tuple[dict[str, Any], list[tuple[str, str | None, str]]]:
+        """`map`, keeping going past a field that cannot be mapped: (the attributes that could be,
+        [(Workbooks field, target, reason) of those that could not])."""
         attributes: dict[str, Any] = {}
         failures: list[tuple[str, str | None, str]] = []
         for spec in self.mapping.fields:
@@ -419,10 +442,29 @@ class BoundMapping:
                 attributes[spec.target] = tf.fit(value, spec.attribute)
             except tf.TransformError as exc:
                 failures.append((spec.describe(self.resolve), spec.target, str(exc)))
-        if failures:
-            first = failures[0]
-            raise RecordMappingError(first[0], first[2], first[1], failures)
-        return attributes
+        return attributes, failures
+
+    # --- the way back (receive) ----------------------------------------------------------------------
+    @property
+    def receiving(self) -> list[FieldSpec]:
+        """The fields that receive (direction receive or both), in file order."""
+        return [spec for spec in self.mapping.fields if spec.receives]
+
+    def column(self, spec: FieldSpec) -> str:
+        """The Workbooks column a receiving field writes into."""
+        return self.resolve(spec.source)
+
+    def received(self, spec: FieldSpec, value: Any) -> Any:
+        """The Workbooks value for an Outreach value, through the field's way back (raises
+        tf.TransformError for a value that cannot be converted). Empty stays empty (None)."""
+        ctx = tf.Context({}, self.resolve, None)
+        for step in spec.receive_steps or ():
+            value = tf.apply(step, value, ctx)
+        if tf.is_empty(value):
+            return None
+        if isinstance(value, list):
+            raise tf.TransformError(f"a list of {len(value)} values cannot go into one Workbooks field")
+        return value
 
     def _initial(self, spec: FieldSpec, ctx: tf.Context) -> Any:
         if spec.source is not None:
@@ -458,6 +500,11 @@ class BoundMapping:
         return None if tf.is_empty(value) else tf.as_text(value).strip()
 
 
+@dataclass(frozen=True)
+class ReceiveOptions:
+    create_people: bool = False     # Prospects created in Outreach become People
+
+
 @dataclass
 class Mapping:
     path: str
@@ -465,6 +512,7 @@ class Mapping:
     objects: dict[str, ObjectMapping]
     warnings: list[Problem] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)   # sections the plugin does not sync yet
+    receive: ReceiveOptions = field(default_factory=ReceiveOptions)
 
 
 # --- pass 3: what the file means ----------------------------------------------------------------
@@ -540,6 +588,20 @@ class _Compiler:
                              "remove one of them, or combine both sources with a `template`")
             else:
                 first[name] = index
+        into: dict[str, int] = {}
+        for index, raw in enumerate(fields_raw):
+            if not isinstance(raw, dict) or raw.get("direction", "send") not in RECEIVE_DIRECTIONS:
+                continue
+            column = json_key(raw.get("source"))
+            if column is None:
+                continue
+            if column in into:
+                line = self.doc.mark(path + ("fields", into[column], "source")).line + 1
+                self.doc.add(path + ("fields", index, "source"),
+                             f"the field at line {line} already receives into this Workbooks field",
+                             "receive each Workbooks field from one Outreach attribute only")
+            else:
+                into[column] = index
 
     def _check_match_key(self, section: dict, fields_raw: list, path: tuple, target: str,
                          match_key: str) -> None:
@@ -579,12 +641,13 @@ class _FieldCompiler:
         origins = [k for k in ("source", "value", "template") if k in raw]
         direction = raw.get("direction", "send")
         skip_empty = raw.get("skip_empty", False)
-        attr = self._attribute(raw.get("target"))
+        attr = self._attribute(raw.get("target"), receive_only=direction == "receive")
         source = self._source(raw["source"]) if "source" in raw else None
         template = self._template(raw["template"], ("template",), allow_value=False) \
             if isinstance(raw.get("template"), str) else None
         steps = self._steps(raw.get("transforms", []), attr)
         self._direction(direction, origins)
+        receive_steps = self._receive_steps(raw, direction, steps, attr)
         if len(origins) != 1 or attr is None or steps is None:
             return None
         if direction not in ("send", "receive", "both") or not isinstance(skip_empty, bool):
@@ -593,19 +656,22 @@ class _FieldCompiler:
                  else tf.value_kind(raw.get("value")))
         if start is None:
             return None
-        self._check_flow(start, steps, attr)
+        if direction != "receive":          # a receive-only field is never sent: its way out is moot
+            self._check_flow(start, steps, attr)
         value = raw.get("value")
         mark = self.doc.mark(self.path)
         spec = FieldSpec(target=attr.name, attribute=attr, direction=direction, skip_empty=skip_empty,
                          steps=tuple(steps), source=source, value=value, template=template,
                          line=mark.line + 1 if mark else 0, col=mark.column + 1 if mark else 0,
-                         ref_marks=tuple(self.ref_marks))
+                         ref_marks=tuple(self.ref_marks),
+                         conflict=raw.get("conflict", "workbooks_wins") if direction == "both" else "workbooks_wins",
+                         receive_steps=receive_steps)
         if "value" in raw and self.ok:
             self._try_constant(spec)
         return spec if self.ok else None
 
     # target ---------------------------------------------------------------------------------
-    def _attribute(self, name: Any) -> catalogue.Attribute | None:
+    def _attribute(self, name: Any, *, receive_only: bool = False) -> catalogue.Attribute | None:
         if not isinstance(name, str) or not name:
             return None
         obj = self.target_object
@@ -626,7 +692,7 @@ class _FieldCompiler:
                            _suggest(name, catalogue.writable_names(obj),
                                     f"see the list of {obj} attributes in docs/mappings.md"))
             return None
-        if not attr.writable:
+        if not attr.writable and not receive_only:   # read-only attributes can still be received
             note = f" ({attr.note})" if attr.note else ""
             self.error(("target",), f"`{name}` is read-only in Outreach{note}",
                        "remove this field, or choose a writable attribute")
@@ -677,26 +743,66 @@ class _FieldCompiler:
         return template
 
     def _direction(self, direction: Any, origins: list[str]) -> None:
-        if direction not in ("receive", "both"):
+        if "conflict" in self.raw and direction != "both":
+            self.error(("conflict",), "`conflict` only applies to a field with `direction: both`",
+                       "remove `conflict`, or write `direction: both`", key=True)
+        if "receive_transforms" in self.raw and direction not in RECEIVE_DIRECTIONS:
+            self.error(("receive_transforms",), "`receive_transforms` only applies to a field that receives "
+                       "(`direction: receive` or `both`)", "remove it, or set the direction", key=True)
+        if direction not in RECEIVE_DIRECTIONS:
             return
-        if direction == "receive":
-            self.warn(("direction",), "`direction: receive` is not active yet: this field is ignored",
-                      "use `direction: send` to send it now")
-        else:
-            self.warn(("direction",), "`direction: both` is only half active: this field is sent, "
-                      "not yet received", "nothing to do, or use `direction: send` to say so")
         if origins and origins != ["source"]:
             self.error(("direction",), f"a `{direction}` field needs a `source`: the receive side "
                        f"writes into it, and cannot write into a `{origins[0]}`",
                        "use `direction: send`, or take the value from a `source`")
 
+    def _receive_steps(self, raw: dict, direction: Any, steps: list[tf.Step] | None,
+                       attr: catalogue.Attribute | None) -> tuple[tf.Step, ...] | None:
+        """The way back from Outreach: `receive_transforms` when given, else the Outreach value as
+        it is, which is only right when every forward step leaves nothing to undo (REVERSIBLE)."""
+        if direction not in RECEIVE_DIRECTIONS or attr is None:
+            return None
+        if "receive_transforms" in raw:
+            back = self._steps(raw["receive_transforms"], None, key="receive_transforms")
+            if back is None:
+                return None
+        else:
+            back = []
+            for index, step in enumerate(steps or []):
+                if step.name not in REVERSIBLE:
+                    self.error(("transforms", index), f"`{step.name}` cannot be undone on the way back from "
+                               f"Outreach, so this `{direction}` field does not know what to write into "
+                               "Workbooks", _receive_hint(attr))
+                    return None
+        kind = _OUTREACH_KINDS.get(attr.type, tf.ANY)
+        sub = ("receive_transforms",) if "receive_transforms" in raw else ("target",)
+        previous = None
+        for index, step in enumerate(back):
+            problem = tf.step_problem(step, kind, previous)
+            if problem:
+                self.error(("receive_transforms", index), *problem)
+                return None
+            if step.name == "template" or (step.name == "truncate" and step.arg is None):
+                self.error(("receive_transforms", index), f"`{step.name}` needs "
+                           + ("a fixed text here" if step.name == "template" else "a length here: `truncate: 255`"),
+                           "on the way back there is no Outreach limit or record to take it from")
+                return None
+            kind = tf.SPECS[step.name].output(kind, step)
+            previous = step
+        if kind == tf.LIST:
+            self.error(sub, f"`{attr.name}` is a list in Outreach, and a Workbooks field takes one value",
+                       "add `receive_transforms: [join]` (or `[join: \"; \"]`) to turn the list into text")
+            return None
+        return tuple(back)
+
     # transforms -----------------------------------------------------------------------------
-    def _steps(self, items: Any, attr: catalogue.Attribute | None) -> list[tf.Step] | None:
+    def _steps(self, items: Any, attr: catalogue.Attribute | None,
+               key: str = "transforms") -> list[tf.Step] | None:
         if not isinstance(items, list):
             return None
         steps: list[tf.Step] = []
         for index, item in enumerate(items):
-            step = self._step(item, ("transforms", index), attr)
+            step = self._step(item, (key, index), attr)
             if step is None:
                 self.ok = False
             else:
@@ -798,6 +904,27 @@ class _FieldCompiler:
             pass                                     # uses a custom field title: checked at bind
 
 
+_OUTREACH_KINDS = {catalogue.STRING: tf.TEXT, catalogue.LIST: tf.LIST, catalogue.INTEGER: tf.NUMBER,
+                   catalogue.NUMBER: tf.NUMBER, catalogue.BOOLEAN: tf.BOOLEAN, catalogue.DATE: tf.DATE,
+                   catalogue.DATETIME: tf.DATETIME}
+
+
+def _receive_hint(attr: catalogue.Attribute) -> str:
+    if attr.type == catalogue.LIST:
+        return "add `receive_transforms: [join]`: the Outreach list comes back as one text, items joined by \", \""
+    return ("add `receive_transforms:` with the steps from the Outreach value to the Workbooks field "
+            "(`[]` to take it as it is), or use `direction: send`")
+
+
+def json_key(source: Any) -> str | None:
+    """A `source` as one comparable text (a column, or a custom field's folded title)."""
+    if isinstance(source, str):
+        return source
+    if isinstance(source, dict) and isinstance(source.get("custom_field"), str):
+        return "custom_field:" + _fold(source["custom_field"])
+    return None
+
+
 def _tag_word(tag: str) -> str:
     return {"tag:yaml.org,2002:bool": "true/false", "tag:yaml.org,2002:int": "a number",
             "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:null": "empty",
@@ -865,7 +992,9 @@ def load_mapping(path: str | Path, *, workbooks_fields: dict[str, set[str]] | No
     errors = [p for p in problems if p.is_error]
     if errors or compiler is None:
         raise InvalidMapping([str(p) for p in errors] or [f"{path}:1:1: the mapping is empty"])
+    options = compiler.doc.data.get("receive") if isinstance(compiler.doc.data.get("receive"), dict) else {}
     return Mapping(path=str(path), version=compiler.doc.data["version"], objects=compiler.objects,
+                   receive=ReceiveOptions(create_people=options.get("create_people") is True),
                    warnings=[p for p in problems if not p.is_error], ignored=compiler.ignored)
 
 

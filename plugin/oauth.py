@@ -45,7 +45,7 @@ REFRESH_MARGIN = 300          # refresh when fewer seconds than this are left
 STILL_VALID_MARGIN = 30       # a token with less than this left is treated as expired
 RETRY_REFRESH_AFTER = 60      # after a postponed refresh, keep the valid token this long before
                               # asking again (Outreach mints at most once a minute, R2.2)
-DEFAULT_SCOPES = ("prospects.all", "accounts.all", "users.read")
+DEFAULT_SCOPES = ("prospects.all", "accounts.all", "users.read", "sequences.read", "sequenceStates.read")
 
 NOT_AUTHORISED = "Outreach is not authorised: run the authorisation"
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlencode
 
 import requests
 
-from .errors import (BudgetSpent, NotAuthorised, OutreachError, OutreachNotFound,
+from .errors import (BudgetSpent, MissingScope, NotAuthorised, OutreachError, OutreachNotFound,
                      OutreachValidation, TransientError)
 from .http import HttpClient
 from .oauth import OutreachAuth
@@ -43,6 +44,11 @@ RELATIONSHIP_TYPES = {"account": "account", "owner": "user", "creator": "user", 
 
 def _plural(kind: str) -> str:
     return PLURALS.get(kind, kind if kind.endswith("s") else kind + "s")
+
+
+def _singular(plural: str) -> str:
+    """The JSON:API type of a collection (`sequenceStates` → `sequenceState`), for `fields[…]`."""
+    return next((k for k, v in PLURALS.items() if v == plural), plural[:-1] if plural.endswith("s") else plural)
 
 
 def chunk_values(values: Iterable[str], *, count: int = CHUNK_COUNT, chars: int = CHUNK_CHARS) -> list[list[str]]:
@@ -122,6 +128,7 @@ class OutreachClient:
         self.requests_made = 0
         self._remaining: int | None = None
         self._remaining_until: float | None = None
+        self.reserved = 0        # requests the current work must leave for others (see keeping)
         self.http.on_response = self._chain(self.http.on_response)
 
     # --- budget ------------------------------------------------------------------------------------
@@ -164,10 +171,26 @@ class OutreachClient:
                 left = min(left, self._remaining - REMAINING_SAFETY)
         return max(0, left)
 
+    @contextmanager
+    def keeping(self, reserve: int) -> Iterator[None]:
+        """Inside: the budget counts as spent while only `reserve` requests are left, so that
+        work (a send backlog) can never take the requests another part of the run needs later in
+        the hour (receive's polls: an opt-out must not wait an hour)."""
+        before, self.reserved = self.reserved, max(0, int(reserve))
+        try:
+            yield
+        finally:
+            self.reserved = before
+
     def _spend_check(self) -> None:
-        if self.budget_left > 0:
+        left = self.budget_left
+        if left > self.reserved:
             return
         state = self._window()
+        if left > 0:
+            raise BudgetSpent(f"the hourly Outreach request budget is spent but for the {self.reserved} "
+                              f"requests kept for receiving changes ({state['used']} of {self.hourly_budget} "
+                              "used this hour)", retry_at=state["window_start"] + WINDOW)
         own_spent = self.hourly_budget - int(state["used"]) <= 0
         retry_at = state["window_start"] + WINDOW if own_spent or not self._remaining_until \
             else self._remaining_until
@@ -220,8 +243,8 @@ class OutreachClient:
         if status == 403 and error_id == "unauthorizedOauthScope":
             scope = re.search(r"scope '([^']+)'", detail or "")
             missing = scope.group(1) if scope else "a required scope"
-            raise NotAuthorised(f"the Outreach authorisation lacks the scope {missing!r}: run the "
-                                "authorisation again and grant it")
+            raise MissingScope(missing, f"the Outreach authorisation lacks the scope {missing!r}: run the "
+                                        "authorisation again and grant it")
         kwargs = dict(status=status, error_id=error_id, detail=detail, pointer=pointer)
         if status == 404:
             raise OutreachNotFound(text, **kwargs)
@@ -297,6 +320,42 @@ class OutreachClient:
             for item in self.list_all("accounts", params):
                 found.setdefault(item.get("id"), item)
         return list(found.values())
+
+    def changed_since(self, plural: str, since: str | None, *, fields: Iterable[str] | None = None,
+                      page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
+        """Pages of `plural` (prospects, accounts, sequenceStates…) changed at or after `since`
+        (ISO 8601; None: everything), in `updatedAt` order (outreach-api.md §12: updatedAt is
+        filterable and sortable on these; the bound is inclusive, §4.1). `fields`: a sparse
+        fieldset for the type (attributes and relationships to return)."""
+        params = [("newFilterSyntax", "true"), ("sort", "updatedAt,id"), ("page[size]", str(page_size))]
+        if since:
+            params.append(("filter[updatedAt][gte]", since))
+        if fields is not None:
+            params.append((f"fields[{_singular(plural)}]", ",".join(fields)))
+        yield from self.iter_pages(plural, params)
+
+    def find_by_ids(self, plural: str, ids: Iterable[Any], *, extra: Iterable[tuple[str, str]] = (),
+                    fields: Iterable[str] | None = None) -> list[dict]:
+        """Records of `plural` with these ids, `filter[id]` comma lists in chunks."""
+        wanted = [str(int(i)) for i in dict.fromkeys(ids)]
+        found: list[dict] = []
+        for chunk in chunk_values(wanted):
+            params = [("filter[id]", ",".join(chunk)), *extra, ("page[size]", str(PAGE_SIZE))]
+            if fields is not None:
+                params.append((f"fields[{_singular(plural)}]", ",".join(fields)))
+            found += self.list_all(plural, params)
+        return found
+
+    def find_related(self, plural: str, relationship: str, ids: Iterable[Any], *,
+                     extra: Iterable[tuple[str, str]] = ()) -> list[dict]:
+        """Records of `plural` whose to-one `relationship` is one of `ids`
+        (`filter[prospect][id]=1,2,3`: relationship filters by id only, DOC-DEPR)."""
+        wanted = [str(int(i)) for i in dict.fromkeys(ids)]
+        found: list[dict] = []
+        for chunk in chunk_values(wanted):
+            found += self.list_all(plural, [(f"filter[{relationship}][id]", ",".join(chunk)), *extra,
+                                            ("page[size]", str(PAGE_SIZE))])
+        return found
 
     def list_users(self) -> list[dict]:
         return self.list_all("users", [("page[size]", str(PAGE_SIZE))])

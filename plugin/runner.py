@@ -25,7 +25,7 @@ from .oauth import OutreachAuth, client_credentials
 from .outreach import OutreachClient
 from .redact import Redactor
 from .runtime import Log, exit_code_for, flag, load_params, number
-from .kinds import KINDS, NAMES
+from .kinds import KINDS, NAMES, by_name
 from .state import BUDGET, INSTALL, StateStore, run_keys
 from .sync import SyncRun, SyncSettings
 from .workbooks import RESOURCE_TYPES
@@ -97,7 +97,7 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         if not isinstance(install, dict):
             raise NotInstalled("the plugin is not installed in this database: run the installer "
                                "(scripts/outreach_install.py)")
-        columns = {kind: _columns(wb, kind, install) for kind in NAMES}
+        columns = {kind: _columns(wb, kind, install, log) for kind in NAMES}
         bound = {kind: _bind(wb, mapping.objects[kind], kind, install) for kind in NAMES}
 
         client_id, client_secret, redirect = client_credentials(params, install)
@@ -151,14 +151,21 @@ def _mapping_path(value: str) -> Path:
     return bundled if bundled.exists() or value != DEFAULTS["mapping"] else DEFAULT_MAPPING_PATH
 
 
-def _columns(wb, kind: str, install: dict) -> dict[str, str]:
+def _columns(wb, kind: str, install: dict, log: Log) -> dict[str, str]:
     """{logical field → cf_ column} from what the installer recorded; asking Workbooks (one
-    request) only when the record is incomplete, e.g. after a manual field rename."""
+    request) only when a field it must have made is not recorded, e.g. after a manual field
+    rename. An optional field the installer never recorded belongs to a newer version than the
+    installation: the run goes on without it, and says how to add it."""
     recorded = (install.get("fields") or {}).get(kind) or {}
-    columns = {d.key: recorded.get(d.title) for d in fields.definitions(kind)}
-    if all(columns.values()):
-        return columns
-    return fields.resolve_columns(wb, kind, recorded=recorded)
+    definitions = fields.definitions(kind)
+    columns = {d.key: recorded[d.title] for d in definitions if recorded.get(d.title)}
+    if any(not d.optional and d.key not in columns for d in definitions):
+        columns = fields.resolve_columns(wb, kind, recorded=recorded)
+    missing = fields.missing_optional(kind, columns)
+    if missing:
+        log.warning(f"{by_name(kind).words} lack the field(s) {', '.join(repr(t) for t in missing)} of this "
+                    "version: run the installer again to add them (until then, what they hold is not received)")
+    return columns
 
 
 def _bind(wb, object_mapping, kind: str, install: dict):

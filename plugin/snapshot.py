@@ -143,6 +143,19 @@ class Snapshot:
             changed[name] = value
         return changed
 
+    def agrees(self, name: str, value: Any) -> bool | None:
+        """Whether `value` is the last agreed value of attribute `name` (what was last synced):
+        the receive side's base for a three-way comparison. None when this snapshot cannot tell
+        (a digest, version 3, names no attribute). A compact token absent means "not that value"."""
+        hashed = value_hash(value)
+        if name in self.attributes:
+            return self.attributes[name] == hashed
+        if self.tokens is not None:
+            return _token(name, hashed, self.width) in self.tokens
+        if self.digest is not None:
+            return None
+        return False
+
     def with_sent(self, attributes: dict[str, Any], *, account: Any = ..., owner: Any = ...,
                   employer: Any = ..., assignee: Any = ...) -> "Snapshot":
         """What Outreach holds after sending `attributes`. Unmatched compact entries (tokens,

@@ -28,6 +28,7 @@ class RowOutcome:
     lock_version: int | None = None
     clean: bool = False                 # produced by our first attempt: no one else's edit in it
     failure: str | None = None          # why it was not written
+    stale: bool = False                 # not written: someone else edited it meanwhile
     latest_lock_version: int | None = None   # the lock_version last read, when it was re-read
 
 
@@ -41,6 +42,9 @@ class WriteResult:
 
 class WorkbooksWriter:
     def __init__(self, workbooks, log, *, stale_retries: int = 3) -> None:
+        """`stale_retries`: how often a row edited meanwhile is written again with its fresh
+        lock_version; 0 for writes decided from the row's content (receive), which must be
+        decided again from the new content instead (the row is reported `stale`)."""
         self.wb = workbooks
         self.log = log
         self.stale_retries = stale_retries
@@ -55,8 +59,12 @@ class WorkbooksWriter:
                 break
             if attempt >= self.stale_retries:
                 for row in stale.values():
-                    result[row.id].failure = "edited by someone else during every retry"
-                    self.log.warning(f"{row.label} kept changing while we wrote back; the next run retries")
+                    result[row.id].stale = True
+                    if self.stale_retries:
+                        result[row.id].failure = "edited by someone else during every retry"
+                        self.log.warning(f"{row.label} kept changing while we wrote back; the next run retries")
+                    else:
+                        result[row.id].failure = "edited by someone else meanwhile"
                 break
             pending = self._refresh(endpoint, stale, result)
             attempt += 1

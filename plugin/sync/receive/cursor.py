@@ -1,0 +1,110 @@
+"""Where the next run starts reading one Outreach change feed (prospects, accounts, sequence
+states), and which records at its edge are already applied.
+
+Outreach's `updatedAt` has millisecond resolution, its filter bound is inclusive, and results
+are sometimes unsorted within a query (outreach-api.md §4.1, §9). A record saved while we read,
+or committed a little late, can carry a time just below what we have already read. So each read
+starts an overlap window before the cursor, and the records already applied inside that window
+are remembered by (id, updatedAt): read again, they are skipped, so nothing is missed and
+nothing is applied twice. A record that could not be applied yet (a transient failure) holds
+the cursor at its own time: the watermark never passes a change that was not written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+OVERLAP = dt.timedelta(seconds=5)
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def iso_ms(when: dt.datetime) -> str:
+    """Outreach's own form: `2024-01-11T12:47:26.000Z` (outreach-api.md §2.1)."""
+    when = when.astimezone(dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class FeedCursor:
+    at: str | None = None                          # the feed's high-water mark (updatedAt)
+    seen: dict[str, str] = field(default_factory=dict)   # id → updatedAt applied, inside the overlap
+
+    @classmethod
+    def from_state(cls, value) -> "FeedCursor":
+        if not isinstance(value, dict) or not parse_time(value.get("at")):
+            return cls()
+        seen = {str(k): str(v) for k, v in (value.get("seen") or {}).items() if parse_time(v)}
+        return cls(at=value["at"], seen=seen)
+
+    def to_state(self) -> dict | None:
+        if self.at is None:
+            return None
+        return {"at": self.at, "seen": dict(sorted(self.seen.items()))}
+
+    def since(self) -> str | None:
+        """The lower bound of the next read: the cursor less the overlap (None: from the start)."""
+        at = parse_time(self.at)
+        return iso_ms(at - OVERLAP) if at else None
+
+    def applied(self, record_id, updated_at: str | None) -> bool:
+        return self.seen.get(str(record_id)) == updated_at
+
+
+class FeedTracker:
+    """Follows one run's read of a feed and computes the cursor the next run starts from."""
+
+    def __init__(self, start: FeedCursor) -> None:
+        self.start = start
+        self._handled: dict[str, str] = {}
+        self._pending: dict[str, str] = {}
+
+    def fresh(self, record: dict) -> bool:
+        """Not applied by an earlier run, nor by this one."""
+        rid, when = str(record.get("id")), _updated_at(record)
+        return not self.start.applied(rid, when) and self._handled.get(rid) != when
+
+    def handled(self, record: dict) -> None:
+        """Applied, or nothing to apply (unlinked, unchanged, flagged with its error)."""
+        rid, when = str(record.get("id")), _updated_at(record)
+        if when:
+            self._handled[rid] = when
+            self._pending.pop(rid, None)
+
+    def pending(self, record: dict) -> None:
+        """Not applied yet: the next run must read it again."""
+        rid, when = str(record.get("id")), _updated_at(record)
+        if when:
+            self._pending[rid] = when
+
+    @property
+    def moved(self) -> bool:
+        return bool(self._handled)
+
+    def result(self) -> FeedCursor:
+        times = [t for t in (parse_time(v) for v in self._handled.values()) if t]
+        start = parse_time(self.start.at)
+        at = max([t for t in (start, *times) if t], default=None)
+        held = [t for t in (parse_time(v) for v in self._pending.values()) if t]
+        if held and at is not None:
+            at = min(at, min(held))
+        elif held:
+            at = min(held)
+        if at is None:
+            return self.start
+        floor = at - OVERLAP
+        seen = {rid: when for rid, when in {**self.start.seen, **self._handled}.items()
+                if (parse_time(when) or floor) >= floor and rid not in self._pending}
+        return FeedCursor(at=iso_ms(at), seen=seen)
+
+
+def _updated_at(record: dict) -> str | None:
+    return (record.get("attributes") or {}).get("updatedAt")
