@@ -566,6 +566,7 @@ class _FieldCompiler:
         self.object_name, self.target_object = object_name, target_object
         self.raw, self.path = raw, path
         self.ok = True
+        self.limit_warned = False          # a `truncate`/`max_length` beyond the limit was said
         self.ref_marks: list[tuple[tf.Ref, int, int]] = []
 
     def error(self, sub: tuple, message: str, hint: str = "", *, key: bool = False) -> None:
@@ -595,6 +596,8 @@ class _FieldCompiler:
         if start is None:
             return None
         self._check_flow(start, steps, attr)
+        if "value" not in raw and direction in SEND_DIRECTIONS:   # a constant is checked whole below
+            self._check_length(steps, attr)
         value = raw.get("value")
         mark = self.doc.mark(self.path)
         spec = FieldSpec(target=attr.name, attribute=attr, direction=direction, skip_empty=skip_empty,
@@ -744,16 +747,17 @@ class _FieldCompiler:
                                f'put it in quotes: `"{key}": …`', key=True)
             if not self.ok:
                 return None
-        if name == "truncate" and attr is not None:
+        if name in ("truncate", "max_length") and attr is not None:
             limit = attr.max_length
             if arg is None and not limit and attr.type == catalogue.STRING:
-                self.error(sub, f"`truncate` has no Outreach limit to use: `{attr.name}` has none",
-                           "give the length: `truncate: 255`")
+                self.error(sub, f"`{name}` has no Outreach limit to use: `{attr.name}` has none",
+                           f"give the length: `{name}: 255`")
                 return None
             if isinstance(arg, int) and limit and arg > limit:
-                self.warn(sub + (name,), f"`truncate: {arg}` is longer than Outreach's limit of "
+                self.limit_warned = True
+                self.warn(sub + (name,), f"`{name}: {arg}` is longer than Outreach's limit of "
                           f"{limit} for `{attr.name}`: longer values will be rejected",
-                          "write `truncate` without a number to cut at the limit")
+                          f"write `{name}` without a number to hold values to the limit")
         if name in ("date", "datetime") and isinstance(arg, str) and "%" not in arg:
             self.error(sub + (name,), f"`{arg}` is not a date format",
                        'use strftime codes, e.g. `"%d/%m/%Y"`, or no setting for Workbooks dates')
@@ -776,6 +780,20 @@ class _FieldCompiler:
         problem = tf.target_problem(kind, attr)
         if problem:
             self.error(("target",), *problem)
+
+    def _check_length(self, steps: list[tf.Step], attr: catalogue.Attribute) -> None:
+        """Warn when a value can outgrow the target's Outreach limit: Outreach would refuse the
+        record (the run flags it with Outreach Sync Error instead of sending it)."""
+        limit = attr.max_length
+        if not self.ok or self.limit_warned or attr.type != catalogue.STRING or not limit:
+            return
+        bound = tf.length_bound(steps, attr)
+        if bound is not None and bound <= limit:
+            return
+        self.warn(("target",), f"`{attr.name}` takes at most {limit} characters in Outreach, and this "
+                  "field can send more: such a record would be flagged with Outreach Sync Error",
+                  "end `transforms` with `truncate` to cut longer values, or with `max_length` to "
+                  "flag them on purpose (web addresses, ids: a cut would spoil them)")
 
     def _check_value_map(self, step: tf.Step, sub: tuple, kind: str, attr: catalogue.Attribute) -> None:
         outputs = {tf.value_kind(v) for v in tf._value_map_outputs(step)} - {None}

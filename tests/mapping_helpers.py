@@ -22,6 +22,7 @@ objects:
     fields:
       - source: name
         target: name
+        transforms: [truncate]
 {organisation}
 """
 

@@ -84,6 +84,7 @@ def test_duplicate_keys_are_errors_at_the_second_key(tmp_path):
         - source: person_first_name
           target: firstName
           target: lastName
+          transforms: [truncate]
     """)
     problem = only(check(tmp_path, text))
     assert (problem.line, problem.col) == position(text, "target: lastName")
@@ -104,6 +105,7 @@ def test_duplicate_value_map_keys_as_yaml_sees_them(tmp_path):
           target: custom1
           transforms:
             - value_map: {"x": "1", "x": "2"}
+            - truncate
     """)
     problem = only(check(tmp_path, text))
     assert problem.message.startswith("`x` appears twice")
@@ -131,6 +133,7 @@ def test_anchors_aliases_and_merge_keys_work_like_safe_load(tmp_path):
         - &job
           source: person_job_title
           target: title
+          transforms: [truncate]
         - <<: *job
           target: custom1
     """)
@@ -223,7 +226,8 @@ def test_missing_sections_and_fields(tmp_path):
 
 def test_empty_fields_list(tmp_path):
     text = mapping_text().replace("""      - source: name
-        target: name""", "").replace("    fields:\n\n", "    fields: []\n")
+        target: name
+        transforms: [truncate]""", "").replace("    fields:\n\n", "    fields: []\n")
     problem = only(errors(check(tmp_path, text)))
     assert problem.message == "`fields` is empty"
 
