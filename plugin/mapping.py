@@ -22,7 +22,7 @@ import copy
 import difflib
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
 import jsonschema
@@ -34,6 +34,8 @@ from .errors import InvalidMapping
 from .yamldoc import ERROR, WARNING, Problem
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The bundle's folder of mappings: the only place the run's `mapping` parameter may name.
+MAPPINGS_DIR = ROOT / "mappings"
 SCHEMA_PATH = ROOT / "mappings" / "mapping.schema.json"
 DEFAULT_MAPPING_PATH = ROOT / "mappings" / "default.yaml"
 
@@ -226,7 +228,7 @@ def _wrong_type(doc: _Document, path: tuple, error: jsonschema.ValidationError,
     words = _or([_Schema.TYPE_WORDS.get(t, t) for t in expected if t != "null"])
     what = f"{_where(path)} must be {words}, not {_SCHEMA.describe(instance)}"
     if "string" in expected and not isinstance(instance, (dict, list)):
-        hint = f'put it in quotes: `"{_yaml_text(instance)}"`' if instance is not None \
+        hint = f'put it in quotes: `"{yamldoc.excerpt(_yaml_text(instance))}"`' if instance is not None \
             else "write a value after the `:`"
     elif isinstance(instance, list) and "array" not in expected:
         hint = "write a single value, not a list"
@@ -270,7 +272,7 @@ def _bad_choice(doc: _Document, path: tuple, error: jsonschema.ValidationError, 
             return doc.problem(path, "`version` must be the number 1, not text", "remove the quotes: `version: 1`")
         return doc.problem(path, f"version {instance} is not supported: {custom}", hint)
     near = did_you_mean(str(instance), [str(c) for c in choices])
-    what = f"{_where(path)} cannot be `{instance}`" + (f": {custom}" if custom else "")
+    what = f"{_where(path)} cannot be `{yamldoc.excerpt(instance)}`" + (f": {custom}" if custom else "")
     if near:
         return doc.problem(path, what, f"did you mean `{near}`?")
     return doc.problem(path, what, hint or ("use one of " + ", ".join(f"`{c}`" for c in choices)))
@@ -837,9 +839,12 @@ def _column_known(column: str, known: set[str]) -> bool:
 
 def _read(path: str | Path) -> tuple[str | None, Problem | None]:
     try:
-        return Path(path).read_text(encoding="utf-8-sig"), None
+        return yamldoc.read_text(path), None
     except FileNotFoundError:
         return None, Problem(str(path), 1, 1, "the mapping file does not exist", "check the path")
+    except yamldoc.FileRefused as exc:
+        return None, Problem(str(path), 1, 1, f"the mapping file {exc}",
+                             "a mapping is a YAML text file of a few KB, such as mappings/default.yaml")
     except (OSError, UnicodeDecodeError) as exc:
         return None, Problem(str(path), 1, 1, f"the mapping file cannot be read ({exc})",
                              "save it as UTF-8 text")
@@ -867,7 +872,39 @@ def analyse_text(text: str, file: str = "<mapping>", *, workbooks_fields: dict[s
             for path in compiler.dropped:
                 doc.add(path, "this field could not be understood", "compare it with docs/mappings.md")
     problems = sorted(_unique_problems(doc.problems), key=lambda p: (p.line, p.col, p.severity != ERROR))
-    return problems, compiler
+    return yamldoc.capped(problems), compiler
+
+
+def bundled_mapping_path(value: Any, folder: Path | None = None) -> Path:
+    """The file a run's `mapping` parameter names: a path inside the bundle's mappings/ folder
+    (`mappings/acme.yaml` or `acme.yaml`), so the parameter cannot make the run read, and quote
+    in its log, any other file of the server. InvalidMapping (exit 2: a person must correct the
+    parameter) for an absolute path, `..`, or a link leading out of the folder. Whether the file
+    is there and is a regular file, `load_mapping` says."""
+    folder = MAPPINGS_DIR if folder is None else folder
+    example = "name a file in the plugin's mappings/ folder, e.g. `mappings/acme.yaml`"
+    text = value if isinstance(value, str) else ""
+    shown = f"`{yamldoc.excerpt(value)}`"
+    parts = PurePosixPath(text).parts
+    if not text.strip():
+        reason = "names no file"
+    elif text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+        reason = f"{shown} is an absolute path: mappings are read only from the plugin's mappings/ folder"
+    elif "\\" in text or "\0" in text:
+        reason = f"{shown} holds a backslash or a NUL character: write folders with `/`"
+    elif ".." in parts:
+        reason = f"{shown} leads out of the mappings/ folder (`..`)"
+    else:
+        inner = parts[1:] if parts[0] == MAPPINGS_DIR.name else parts
+        candidate = folder.joinpath(*inner) if inner else folder
+        try:
+            candidate.resolve().relative_to(folder.resolve())
+        except ValueError:
+            reason = f"{shown} is a link that leads out of the mappings/ folder"
+        else:
+            return candidate
+    message = f"the `mapping` parameter {reason} — {example}"
+    raise InvalidMapping([message], message)
 
 
 def validate_mapping_file(path: str | Path, *, workbooks_fields: dict[str, set[str]] | None = None

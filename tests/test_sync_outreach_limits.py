@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from plugin.mapping import DEFAULT_MAPPING_PATH
+from tests.mapping_helpers import bundled
 from tests.sync_harness import Sandbox
 
 LONG_URL = "https://social.example/" + "x" * 1000          # 1,023 characters
@@ -27,16 +28,14 @@ def _fed_from(fields: list[dict], target: str, source: dict) -> None:
 
 
 @pytest.fixture
-def sb(workbooks_server, outreach_server, tmp_path):
+def sb(workbooks_server, outreach_server, tmp_path, monkeypatch):
     sb = Sandbox(workbooks_server, outreach_server, tmp_path).ready()
     sb.social = sb.wb.add_custom_field("people", "Social profile", "text")
     sb.area = sb.wb.add_custom_field("organisations", "Trading area", "text")
     mapping = yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8"))
     _fed_from(mapping["objects"]["person"]["fields"], "twitterUrl", {"custom_field": "Social profile"})
     _fed_from(mapping["objects"]["organisation"]["fields"], "locality", {"custom_field": "Trading area"})
-    path = tmp_path / "limits.yaml"
-    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
-    sb.extra["mapping"] = str(path)
+    sb.extra["mapping"] = bundled(monkeypatch, tmp_path, yaml.safe_dump(mapping, allow_unicode=True), "limits.yaml")
     return sb
 
 

@@ -10,12 +10,18 @@ description → description.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from plugin.mapping import DEFAULT_MAPPING_PATH
+from tests.mapping_helpers import bundle_copy, bundled
 from tests.reliability.helpers import audit, before_request, is_clean, run_until_clean
 from tests.sync_harness import Sandbox
 
@@ -24,7 +30,7 @@ TOO_LONG = "x" * 40_000                 # over custom1's 32,000
 
 
 @pytest.fixture
-def sb(workbooks_server, outreach_server, tmp_path):
+def sb(workbooks_server, outreach_server, tmp_path, monkeypatch):
     sb = Sandbox(workbooks_server, outreach_server, tmp_path).ready()
     sb.notes = sb.wb.add_custom_field("people", "Notes", "text")
     mapping = yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8"))
@@ -33,9 +39,8 @@ def sb(workbooks_server, outreach_server, tmp_path):
         {"source": {"custom_field": "Notes"}, "target": "custom1", "skip_empty": True}]
     mapping["objects"]["organisation"]["fields"] += [
         {"source": "description", "target": "description", "skip_empty": True}]
-    path = tmp_path / "hostile-mapping.yaml"
-    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
-    sb.extra["mapping"] = str(path)
+    sb.extra["mapping"] = bundled(monkeypatch, tmp_path, yaml.safe_dump(mapping, allow_unicode=True),
+                                  "hostile-mapping.yaml")
     return sb
 
 
@@ -244,3 +249,93 @@ def test_a_linked_person_whose_email_is_cleared_keeps_its_employer_relation(sb):
     assert prospect["relationships"]["account"]["data"]["id"] == account["Beta plc"]
     assert prospect["attributes"]["company"] == "Beta plc"
     assert audit(sb).problems == []
+
+
+# --- the `mapping` parameter and the mapping file (issue 16 §4) -------------------------------------
+# Each run is the real runner, started as Workbooks starts it, in a process whose memory is capped
+# (1 GB of address space): what the plugin did before the fix (read /dev/zero to the end, build an
+# alias bomb value by value) ends there, in a MemoryError, instead of taking the machine down.
+
+MEMORY_CAP = 1 << 30
+ALIAS_BOMB = "version: 1\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+MERGE_BOMB = "version: 1\na: &a {" + ", ".join(f"k{i}: {i}" for i in range(9)) + "}\n" + "".join(
+    f"{n}: &{n} {{<<: [{', '.join([f'*{p}'] * 9)}]}}\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+def run_capped(sb, script, mapping: str, timeout: float = 90) -> tuple[int, str]:
+    """The runner of the bundle at `script`, with `mapping` as its parameter, memory capped."""
+    params = sb.tmp / "capped-params.json"
+    params.write_text(json.dumps(sb.params(mapping=mapping)), encoding="utf-8")
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (%d, %d)); "
+            "sys.argv = [sys.argv[1], '--params', sys.argv[2]]; runpy.run_path(sys.argv[0], run_name='__main__')"
+            % (MEMORY_CAP, MEMORY_CAP))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBOOKS_PARAMS")}
+    done = subprocess.run([sys.executable, "-c", code, str(script), str(params)], capture_output=True, text=True,
+                          timeout=timeout, env={**env, "TIMEOUT": "10"}, cwd=sb.tmp)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def bare(workbooks_server, outreach_server, tmp_path):
+    """A database the plugin is not even installed in: the mapping is checked before anything connects."""
+    return Sandbox(workbooks_server, outreach_server, tmp_path)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """An unpacked bundle whose mappings/ folder holds hostile files beside the shipped default."""
+    root = bundle_copy(tmp_path / "bundle", {"bomb.yaml": ALIAS_BOMB, "merges.yaml": MERGE_BOMB,
+                                             "huge.yaml": "version: 1\n" + "#" * (2 << 20) + "\n"})
+    (root / "mappings" / "passwd.yaml").symlink_to("/etc/passwd")
+    os.mkfifo(root / "mappings" / "pipe.yaml")
+    return root / "scripts" / "outreach_send_receive.py"
+
+
+@pytest.mark.parametrize("value, says", [
+    ("/etc/passwd", "`/etc/passwd` is an absolute path"),
+    ("/dev/zero", "`/dev/zero` is an absolute path"),
+    ("../../../../../../etc/passwd", "leads out of the mappings/ folder (`..`)"),
+    ("mappings/passwd.yaml", "is a link that leads out of the mappings/ folder"),
+    ("mappings/pipe.yaml", "is not a regular file"),
+    ("mappings", "is not a regular file"),
+])
+def test_the_mapping_parameter_reads_only_the_bundles_mappings_folder(bare, bundle, value, says):
+    """Issue 16 §4: `mapping: /etc/passwd` printed the file's lines as YAML problems, `/dev/zero`
+    ran past TIMEOUT (a FIFO waits for a writer for ever). Now each is refused at once: exit 2, a
+    message naming the parameter, nothing of the file shown, nothing connected."""
+    code, output = run_capped(bare, bundle, value)
+    assert code == 2, output
+    assert says in output and ("`mapping` parameter" in output or "mapping file" in output), output
+    assert "root:" not in output and "/bin/" not in output, output
+    assert bare.wb.total_requests == 0 and bare.outreach.total_requests == 0
+
+
+@pytest.mark.parametrize("name", ["bomb.yaml", "merges.yaml"])
+def test_a_yaml_alias_bomb_is_an_invalid_mapping_not_a_machine_out_of_memory(bare, bundle, name):
+    """Issue 16 §4: 353 bytes of nested aliases grew to 3.6 GB, then exit 1, retried every
+    minute. Nested `<<` merges multiply the same way. Now: exit 2, "the mapping is invalid"."""
+    assert len((bundle.parent.parent / "mappings" / name).read_bytes()) < 600
+    code, output = run_capped(bare, bundle, f"mappings/{name}")
+    assert code == 2, output
+    assert "the mapping is invalid (1 problem)" in output
+    assert "stands for more than 50,000 values" in output
+    assert bare.wb.total_requests == 0
+
+
+def test_a_mapping_file_over_1_mb_is_refused_before_it_is_parsed(bare, bundle):
+    code, output = run_capped(bare, bundle, "mappings/huge.yaml")
+    assert code == 2, output
+    assert "huge.yaml:1:1: the mapping file is larger than 1 MB" in output
+
+
+def test_the_consultants_validator_refuses_a_device_instead_of_reading_it_for_ever(tmp_path):
+    """tools/validate_mapping takes any path on the consultant's machine, and still reads only
+    regular files: /dev/zero is a problem, not a hang."""
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (%d, %d)); "
+            "sys.argv = ['validate_mapping', '/dev/zero']; runpy.run_module('tools.validate_mapping', run_name='__main__')"
+            % (MEMORY_CAP, MEMORY_CAP))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("/dev/zero:1:1: the mapping file is not a regular file"), done.stdout
