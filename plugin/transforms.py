@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from . import catalogue
+from . import catalogue, emails
 
 # --- kinds: the static type of a value at one point of a pipeline ------------------------------
 
@@ -656,8 +656,9 @@ def fit(value: Any, attr: catalogue.Attribute) -> Any:
     if is_empty(value):
         return [] if t == catalogue.LIST else None
     if t == catalogue.LIST:
-        items = value if isinstance(value, list) else [value]
-        return [as_text(v).strip() for v in items if not is_empty(v)]
+        items = [as_text(v).strip() for v in (value if isinstance(value, list) else [value]) if not is_empty(v)]
+        # One address, one spelling: "é" as one character or as "e" and an accent (plugin.emails).
+        return [emails.canonical(v) for v in items] if attr.format == "email" else items
     if isinstance(value, list):
         raise TransformError(f"a list of {len(value)} values cannot go into `{attr.name}`, which takes one value")
     if t == catalogue.STRING:

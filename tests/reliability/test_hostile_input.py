@@ -65,6 +65,14 @@ PEOPLE = [
     ("angle brackets", {"main_location[email]": "<x@acme.example>"}, ("error", r"invalid email")),
     ("trailing dot", {"main_location[email]": "dot@acme.example."}, ("error", r"(?i)email")),
     ("unicode email", {"main_location[email]": "josé@acme.example"}, ("synced", {"emails": ["josé@acme.example"]})),
+    # Issue 16 §6: invisible characters make look-alikes of other addresses; each is named.
+    ("zero-width space", {"main_location[email]": "zw\u200bsp@acme.example"},
+     ("error", r"U\+200B ZERO WIDTH SPACE at position 3")),
+    ("right-to-left override", {"main_location[email]": "gpj\u202e@acme.example"},
+     ("error", r"U\+202E RIGHT-TO-LEFT OVERRIDE at position 4")),
+    ("no-break space inside", {"main_location[email]": "nb\u00a0sp@acme.example"},
+     ("error", r"U\+00A0 NO-BREAK SPACE at position 3")),
+    ("soft hyphen", {"main_location[email]": "soft\u00adhy@acme.example"}, ("error", r"U\+00AD SOFT HYPHEN")),
     ("unicode and emoji", {"person_first_name": "Zoë 🚀", "person_last_name": "Ñúñez 李",
                            "person_job_title": "Directeur général — 🌍"},
      ("synced", {"firstName": "Zoë 🚀", "lastName": "Ñúñez 李", "title": "Directeur général — 🌍"})),
@@ -178,6 +186,25 @@ def test_every_hostile_record_gets_a_defined_outcome_and_none_stops_the_others(s
     again = sb.run()
     assert again.code == 0 and sb.outreach_requests() == 0, again.output
     print(f"hostile inputs tried: {len(people) + len(orgs)} ({len(people)} people, {len(orgs)} organisations)")
+
+
+def test_look_alike_emails_make_no_second_prospect(sb):
+    """Issue 16 §6: "zoë" typed as one character or as "o" and a combining diaeresis, and with a
+    zero-width space inside, all look like zoë@acme.example. Each used to create a prospect of its
+    own; now the decomposed one is the same address (NFC), so Outreach Duplicate, and the one with
+    the invisible character is refused naming it."""
+    zoe = sb.person(email="zoë@acme.example")["id"]
+    assert sb.run().code == 0
+    decomposed = sb.person(email="Zoe\u0308@acme.example", first="Twin")["id"]
+    hidden = sb.person(email="zo\u200bë@acme.example", first="Other")["id"]
+    result = sb.run()
+    assert result.code == 0, result.output
+    [prospect] = sb.prospects()
+    assert prospect["attributes"]["emails"] == ["zoë@acme.example"]
+    assert str(prospect["id"]) == sb.flags("person", zoe)["outreach_id"]
+    assert sb.flags("person", decomposed)["duplicate"], sb.flags("person", decomposed)
+    flags = sb.flags("person", hidden)
+    assert flags["sync_error"] and "U+200B ZERO WIDTH SPACE at position 3" in flags["error_message"], flags
 
 
 def test_records_deleted_between_query_and_write_back(sb):
