@@ -1,8 +1,11 @@
 """The Outreach attribute catalogue the mapping validator checks targets against.
 
-Built only from reference/outreach-api.md §3 (Outreach's published OpenAPI, plus the few
-attributes that reference marks as server-set). For each attribute: its type, its maximum
-length when Outreach states one, and whether the API lets us write it.
+Prospect and account attributes come from Outreach's published OpenAPI document, as extracted
+into plugin/data/outreach-attributes.json (a verbatim copy of reference/outreach-attributes.json,
+outreach-api.md §12: per attribute its type, format, maxLength and readonly / filterable /
+sortable badges). The file ships with the plugin and is read once, at import. Only what the OAS
+does not say is written here (`_OVERRIDES`): notes for consultants, the email format of
+`emails`, and the attributes reference §3 treats as server-set although the OAS has no badge.
 
 Types are the small vocabulary the mapping's type checks speak:
     string, list (a list of strings), integer, number, boolean, date (YYYY-MM-DD),
@@ -10,12 +13,15 @@ Types are the small vocabulary the mapping's type checks speak:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 STRING, LIST, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME = (
     "string", "list", "integer", "number", "boolean", "date", "datetime")
 TYPES = (STRING, LIST, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME)
 
+ATTRIBUTES_PATH = Path(__file__).resolve().parent / "data" / "outreach-attributes.json"
 CUSTOM_FIELD_COUNT = 150          # custom1 … custom150 on prospects and accounts
 CUSTOM_FIELD_MAX_LENGTH = 32000
 
@@ -27,74 +33,57 @@ class Attribute:
     max_length: int | None = None
     writable: bool = True
     note: str = ""
+    filterable: bool = False
+    sortable: bool = False
+    format: str = ""              # the OAS `format`: "email", "date", "date-time", "float"
+
+
+def _type(spec: dict) -> str:
+    """An OAS attribute's type in the mapping's vocabulary."""
+    kind, fmt = spec.get("type"), spec.get("format")
+    if kind == "string":
+        return {"date": DATE, "date-time": DATETIME}.get(fmt, STRING)
+    return {"array": LIST, "integer": INTEGER, "number": NUMBER, "boolean": BOOLEAN}[kind]
+
+
+def from_oas(name: str, spec: dict) -> Attribute:
+    return Attribute(name, _type(spec), spec.get("maxLength"), writable=not spec.get("readonly", False),
+                     filterable=bool(spec.get("filterable")), sortable=bool(spec.get("sortable")),
+                     format=spec.get("format", ""))
+
+
+_SERVER_SET = "set by Outreach"
+# What the OAS does not say, per object: {attribute: changes to its Attribute}.
+_OVERRIDES: dict[str, dict[str, dict]] = {
+    "prospect": {
+        "name": {"note": "full name, computed by Outreach"},
+        # §3.1: array<string(email)>; the OAS gives the array no item format.
+        "emails": {"note": "email addresses; the first is the primary one", "format": "email"},
+        "company": {"note": "the account's name when the prospect has an account"},
+        "externalId": {"note": "written by the plugin: the Workbooks id"},
+        # §3.1: no readonly badge, but PYSDK marks it read-only [C]: treated as server-set [I].
+        "externalSource": {"writable": False, "note": _SERVER_SET},
+    },
+    "account": {
+        "customId": {"note": "written by the plugin: the Workbooks id"},
+        # §3.2: PYSDK marks it read-only [C].
+        "externalSource": {"writable": False, "note": _SERVER_SET},
+        "named": {"note": "only named accounts appear in Outreach's account list"},
+    },
+}
+
+
+def _from_file(object_type: str, data: dict) -> dict[str, Attribute]:
+    table = {name: from_oas(name, spec) for name, spec in data["objects"][object_type]["attributes"].items()}
+    for name, changes in _OVERRIDES[object_type].items():
+        table[name] = replace(table[name], **changes)
+    return table
 
 
 def _add(table: dict[str, Attribute], names: str, type_: str, max_length: int | None = None,
          *, writable: bool = True, note: str = "") -> None:
     for name in names.split():
         table[name] = Attribute(name, type_, max_length, writable, note)
-
-
-def _prospect() -> dict[str, Attribute]:
-    t: dict[str, Attribute] = {}
-    _add(t, "firstName lastName middleName nickname", STRING, 255)
-    _add(t, "name", STRING, writable=False, note="full name, computed by Outreach")
-    _add(t, "emails", LIST, note="email addresses; the first is the primary one")
-    _add(t, "title occupation", STRING, 255)
-    _add(t, "company", STRING, note="the account's name when the prospect has an account")
-    _add(t, "workPhones mobilePhones homePhones otherPhones voipPhones", LIST)
-    _add(t, "addressStreet addressStreet2 addressCity addressState addressZip addressCountry",
-         STRING, 255)
-    _add(t, "websiteUrl1 websiteUrl2 websiteUrl3", STRING, 65535)
-    _add(t, "linkedInUrl", STRING, 1000)
-    _add(t, "linkedInId", STRING)
-    _add(t, "linkedInSlug", STRING, writable=False)
-    _add(t, "linkedInConnections", INTEGER)
-    _add(t, "twitterUrl twitterUsername facebookUrl githubUrl githubUsername angelListUrl "
-            "quoraUrl googlePlusUrl stackOverflowUrl stackOverflowId", STRING)
-    _add(t, "tags", LIST)
-    _add(t, "externalId", STRING, 255, note="written by the plugin: the Workbooks id")
-    _add(t, "externalOwner", STRING, 255)
-    _add(t, "externalSource", STRING, 255, writable=False, note="set by Outreach")
-    _add(t, "optedOut emailOptedOut callOptedOut", BOOLEAN)
-    _add(t, "emailsOptStatus callsOptStatus", STRING, 255)
-    _add(t, "optedOutAt emailsOptedAt callsOptedAt", DATETIME, writable=False)
-    _add(t, "source campaignName eventName region preferredContact degree school gender",
-         STRING, 255)
-    _add(t, "personalNote1 personalNote2 specialties", STRING, 65535)
-    _add(t, "score", NUMBER)
-    _add(t, "dateOfBirth graduationDate jobStartDate", DATE)
-    _add(t, "addedAt availableAt", DATETIME)
-    _add(t, "timeZone", STRING, 255)
-    _add(t, "timeZoneIana timeZoneInferred", STRING, writable=False)
-    _add(t, "engagedAt touchedAt", DATETIME, writable=False)
-    _add(t, "engagedScore", NUMBER, writable=False)
-    _add(t, "openCount clickCount replyCount", INTEGER, writable=False)
-    _add(t, "contactHistogram", LIST, writable=False)
-    _add(t, "createdAt updatedAt", DATETIME, writable=False)
-    _add(t, "trashedAt", DATETIME)
-    _add(t, "sharingTeamId", STRING, 255)
-    _add_custom(t)
-    return t
-
-
-def _account() -> dict[str, Attribute]:
-    t: dict[str, Attribute] = {}
-    _add(t, "name naturalName domain websiteUrl industry", STRING, 255)
-    _add(t, "numberOfEmployees linkedInEmployees followers", INTEGER)
-    _add(t, "customId", STRING, 255, note="written by the plugin: the Workbooks id")
-    _add(t, "externalSource", STRING, 255, writable=False, note="set by Outreach")
-    _add(t, "description", STRING, 65535)
-    _add(t, "companyType locality tickerSymbol annualRevenueRange", STRING)
-    _add(t, "linkedInUrl", STRING, 1000)
-    _add(t, "naicsCodes sicCodes tags", LIST)
-    _add(t, "foundedAt", DATETIME)
-    _add(t, "buyerIntentScore", NUMBER)
-    _add(t, "named", BOOLEAN, note="only named accounts appear in Outreach's account list")
-    _add(t, "createdAt updatedAt touchedAt", DATETIME, writable=False)
-    _add(t, "sharingTeamId", STRING)
-    _add_custom(t)
-    return t
 
 
 def _user() -> dict[str, Attribute]:
@@ -110,16 +99,12 @@ def _user() -> dict[str, Attribute]:
     return t
 
 
-def _add_custom(table: dict[str, Attribute]) -> None:
-    _add(table, " ".join(f"custom{n}" for n in range(1, CUSTOM_FIELD_COUNT + 1)),
-         STRING, CUSTOM_FIELD_MAX_LENGTH)
+def _load() -> dict[str, dict[str, Attribute]]:
+    data = json.loads(ATTRIBUTES_PATH.read_text(encoding="utf-8"))
+    return {"prospect": _from_file("prospect", data), "account": _from_file("account", data), "user": _user()}
 
 
-CATALOGUE: dict[str, dict[str, Attribute]] = {
-    "prospect": _prospect(),
-    "account": _account(),
-    "user": _user(),
-}
+CATALOGUE: dict[str, dict[str, Attribute]] = _load()
 
 # Attributes the plugin writes itself: the Workbooks id marker that lets a rerun recognise the
 # records it created (crash recovery). A mapping must not overwrite them.

@@ -148,9 +148,9 @@ def validate_manifest_file(path: str | Path | None = None, *, check_files: bool 
 def _load_and_check(path: Path, *, check_files: bool) -> tuple[Any, list[Problem]]:
     shown = _display_name(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [Problem(shown, 1, 1, f"cannot read the manifest: {exc.strerror or exc}")]
+        text = yamldoc.read_text(path)
+    except (OSError, UnicodeDecodeError, yamldoc.FileRefused) as exc:
+        return None, [Problem(shown, 1, 1, f"cannot read the manifest: {getattr(exc, 'strerror', None) or exc}")]
     doc = _Document.parse(text, shown)
     if not isinstance(doc.data, dict):  # unreadable: nothing further to check
         return doc.data, doc.problems
@@ -158,7 +158,7 @@ def _load_and_check(path: Path, *, check_files: bool) -> tuple[Any, list[Problem
     if not problems:  # the semantic checks assume the shapes the schema guarantees
         problems = _semantic_problems(doc, path.parent if check_files else None)
     # Duplicate keys (found while parsing) do not stop the other checks.
-    return doc.data, sorted(doc.problems + problems, key=lambda p: (p.line, p.col, p.message))
+    return doc.data, yamldoc.capped(sorted(doc.problems + problems, key=lambda p: (p.line, p.col, p.message)))
 
 
 def _display_name(path: Path) -> str:
@@ -193,8 +193,8 @@ class _Document(yamldoc.Document):
 
     def construct(self, node: yaml.Node) -> Any:
         assert self.loader is not None
+        self.build(node)            # the positions, keys written twice; refuses an alias bomb first
         data = self.loader.construct_document(node)
-        self.build(node)                                 # the positions, and keys written twice
         if not isinstance(data, dict):
             self.problems.append(self.problem_at(node.start_mark,
                                                  "the manifest must be a mapping of keys to values"))

@@ -22,7 +22,7 @@ import copy
 import difflib
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
 import jsonschema
@@ -35,6 +35,8 @@ from .kinds import in_reading_order
 from .yamldoc import ERROR, WARNING, Problem
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The bundle's folder of mappings: the only place the run's `mapping` parameter may name.
+MAPPINGS_DIR = ROOT / "mappings"
 SCHEMA_PATH = ROOT / "mappings" / "mapping.schema.json"
 DEFAULT_MAPPING_PATH = ROOT / "mappings" / "default.yaml"
 
@@ -235,7 +237,7 @@ def _wrong_type(doc: _Document, path: tuple, error: jsonschema.ValidationError,
     words = _or([_Schema.TYPE_WORDS.get(t, t) for t in expected if t != "null"])
     what = f"{_where(path)} must be {words}, not {_SCHEMA.describe(instance)}"
     if "string" in expected and not isinstance(instance, (dict, list)):
-        hint = f'put it in quotes: `"{_yaml_text(instance)}"`' if instance is not None \
+        hint = f'put it in quotes: `"{yamldoc.excerpt(_yaml_text(instance))}"`' if instance is not None \
             else "write a value after the `:`"
     elif isinstance(instance, list) and "array" not in expected:
         hint = "write a single value, not a list"
@@ -279,7 +281,7 @@ def _bad_choice(doc: _Document, path: tuple, error: jsonschema.ValidationError, 
             return doc.problem(path, "`version` must be the number 1, not text", "remove the quotes: `version: 1`")
         return doc.problem(path, f"version {instance} is not supported: {custom}", hint)
     near = did_you_mean(str(instance), [str(c) for c in choices])
-    what = f"{_where(path)} cannot be `{instance}`" + (f": {custom}" if custom else "")
+    what = f"{_where(path)} cannot be `{yamldoc.excerpt(instance)}`" + (f": {custom}" if custom else "")
     if near:
         return doc.problem(path, what, f"did you mean `{near}`?")
     return doc.problem(path, what, hint or ("use one of " + ", ".join(f"`{c}`" for c in choices)))
@@ -627,6 +629,7 @@ class _FieldCompiler:
         self.object_name, self.target_object = object_name, target_object
         self.raw, self.path = raw, path
         self.ok = True
+        self.limit_warned = False          # a `truncate`/`max_length` beyond the limit was said
         self.ref_marks: list[tuple[tf.Ref, int, int]] = []
 
     def error(self, sub: tuple, message: str, hint: str = "", *, key: bool = False) -> None:
@@ -658,6 +661,8 @@ class _FieldCompiler:
             return None
         if direction != "receive":          # a receive-only field is never sent: its way out is moot
             self._check_flow(start, steps, attr)
+        if "value" not in raw and direction in SEND_DIRECTIONS:   # a constant is checked whole below
+            self._check_length(steps, attr)
         value = raw.get("value")
         mark = self.doc.mark(self.path)
         spec = FieldSpec(target=attr.name, attribute=attr, direction=direction, skip_empty=skip_empty,
@@ -849,16 +854,17 @@ class _FieldCompiler:
                                f'put it in quotes: `"{key}": …`', key=True)
             if not self.ok:
                 return None
-        if name == "truncate" and attr is not None:
+        if name in ("truncate", "max_length") and attr is not None:
             limit = attr.max_length
             if arg is None and not limit and attr.type == catalogue.STRING:
-                self.error(sub, f"`truncate` has no Outreach limit to use: `{attr.name}` has none",
-                           "give the length: `truncate: 255`")
+                self.error(sub, f"`{name}` has no Outreach limit to use: `{attr.name}` has none",
+                           f"give the length: `{name}: 255`")
                 return None
             if isinstance(arg, int) and limit and arg > limit:
-                self.warn(sub + (name,), f"`truncate: {arg}` is longer than Outreach's limit of "
+                self.limit_warned = True
+                self.warn(sub + (name,), f"`{name}: {arg}` is longer than Outreach's limit of "
                           f"{limit} for `{attr.name}`: longer values will be rejected",
-                          "write `truncate` without a number to cut at the limit")
+                          f"write `{name}` without a number to hold values to the limit")
         if name in ("date", "datetime") and isinstance(arg, str) and "%" not in arg:
             self.error(sub + (name,), f"`{arg}` is not a date format",
                        'use strftime codes, e.g. `"%d/%m/%Y"`, or no setting for Workbooks dates')
@@ -881,6 +887,20 @@ class _FieldCompiler:
         problem = tf.target_problem(kind, attr)
         if problem:
             self.error(("target",), *problem)
+
+    def _check_length(self, steps: list[tf.Step], attr: catalogue.Attribute) -> None:
+        """Warn when a value can outgrow the target's Outreach limit: Outreach would refuse the
+        record (the run flags it with Outreach Sync Error instead of sending it)."""
+        limit = attr.max_length
+        if not self.ok or self.limit_warned or attr.type != catalogue.STRING or not limit:
+            return
+        bound = tf.length_bound(steps, attr)
+        if bound is not None and bound <= limit:
+            return
+        self.warn(("target",), f"`{attr.name}` takes at most {limit} characters in Outreach, and this "
+                  "field can send more: such a record would be flagged with Outreach Sync Error",
+                  "end `transforms` with `truncate` to cut longer values, or with `max_length` to "
+                  "flag them on purpose (web addresses, ids: a cut would spoil them)")
 
     def _check_value_map(self, step: tf.Step, sub: tuple, kind: str, attr: catalogue.Attribute) -> None:
         outputs = {tf.value_kind(v) for v in tf._value_map_outputs(step)} - {None}
@@ -945,9 +965,12 @@ def _column_known(column: str, known: set[str]) -> bool:
 
 def _read(path: str | Path) -> tuple[str | None, Problem | None]:
     try:
-        return Path(path).read_text(encoding="utf-8-sig"), None
+        return yamldoc.read_text(path), None
     except FileNotFoundError:
         return None, Problem(str(path), 1, 1, "the mapping file does not exist", "check the path")
+    except yamldoc.FileRefused as exc:
+        return None, Problem(str(path), 1, 1, f"the mapping file {exc}",
+                             "a mapping is a YAML text file of a few KB, such as mappings/default.yaml")
     except (OSError, UnicodeDecodeError) as exc:
         return None, Problem(str(path), 1, 1, f"the mapping file cannot be read ({exc})",
                              "save it as UTF-8 text")
@@ -975,7 +998,39 @@ def analyse_text(text: str, file: str = "<mapping>", *, workbooks_fields: dict[s
             for path in compiler.dropped:
                 doc.add(path, "this field could not be understood", "compare it with docs/mappings.md")
     problems = sorted(_unique_problems(doc.problems), key=lambda p: (p.line, p.col, p.severity != ERROR))
-    return problems, compiler
+    return yamldoc.capped(problems), compiler
+
+
+def bundled_mapping_path(value: Any, folder: Path | None = None) -> Path:
+    """The file a run's `mapping` parameter names: a path inside the bundle's mappings/ folder
+    (`mappings/acme.yaml` or `acme.yaml`), so the parameter cannot make the run read, and quote
+    in its log, any other file of the server. InvalidMapping (exit 2: a person must correct the
+    parameter) for an absolute path, `..`, or a link leading out of the folder. Whether the file
+    is there and is a regular file, `load_mapping` says."""
+    folder = MAPPINGS_DIR if folder is None else folder
+    example = "name a file in the plugin's mappings/ folder, e.g. `mappings/acme.yaml`"
+    text = value if isinstance(value, str) else ""
+    shown = f"`{yamldoc.excerpt(value)}`"
+    parts = PurePosixPath(text).parts
+    if not text.strip():
+        reason = "names no file"
+    elif text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text):
+        reason = f"{shown} is an absolute path: mappings are read only from the plugin's mappings/ folder"
+    elif "\\" in text or "\0" in text:
+        reason = f"{shown} holds a backslash or a NUL character: write folders with `/`"
+    elif ".." in parts:
+        reason = f"{shown} leads out of the mappings/ folder (`..`)"
+    else:
+        inner = parts[1:] if parts[0] == MAPPINGS_DIR.name else parts
+        candidate = folder.joinpath(*inner) if inner else folder
+        try:
+            candidate.resolve().relative_to(folder.resolve())
+        except ValueError:
+            reason = f"{shown} is a link that leads out of the mappings/ folder"
+        else:
+            return candidate
+    message = f"the `mapping` parameter {reason} — {example}"
+    raise InvalidMapping([message], message)
 
 
 def validate_mapping_file(path: str | Path, *, workbooks_fields: dict[str, set[str]] | None = None

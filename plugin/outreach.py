@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from .emails import normalise
 from .errors import (BudgetSpent, MissingScope, NotAuthorised, OutreachError, OutreachNotFound,
                      OutreachValidation, TransientError)
 from .http import HttpClient
@@ -70,26 +71,28 @@ def chunk_values(values: Iterable[str], *, count: int = CHUNK_COUNT, chars: int 
 
 
 def normalise_emails(emails: Iterable[str | None]) -> list[str]:
-    """Stripped, lower-cased, de-duplicated (first occurrence order), blanks dropped."""
+    """Stripped, in the form addresses are compared in (plugin.emails.normalise: NFC, lower-cased),
+    de-duplicated (first occurrence order), blanks dropped."""
     seen: dict[str, None] = {}
     for email in emails:
-        text = (email or "").strip().lower()
+        text = normalise((email or "").strip())
         if text:
             seen.setdefault(text, None)
     return list(seen)
 
 
 def email_search_forms(emails: Iterable[str | None]) -> list[str]:
-    """The values to look emails up by: each email as given (stripped) and lower-cased,
-    de-duplicated, blanks dropped. Whether Outreach's `filter[emails]` ignores case is not known
-    (outreach-api.md R2.3): an exact-matching server still finds a prospect stored with the
-    given mixed case, and a case-insensitive one answers the same prospect twice (merged by id)."""
+    """The values to look emails up by: each email as given (stripped) and in its compared form
+    (plugin.emails.normalise: NFC, lower-cased), de-duplicated, blanks dropped. Whether
+    Outreach's `filter[emails]` ignores case is not known (outreach-api.md R2.3): an
+    exact-matching server still finds a prospect stored with the given mixed case, and a
+    case-insensitive one answers the same prospect twice (merged by id)."""
     seen: dict[str, None] = {}
     for email in emails:
         text = (email or "").strip()
         if text:
             seen.setdefault(text, None)
-            seen.setdefault(text.lower(), None)
+            seen.setdefault(normalise(text), None)
     return list(seen)
 
 

@@ -20,7 +20,7 @@ from .connection import open_workbooks
 from .deadline import Deadline
 from .errors import NotInstalled, PluginError
 from .http import HttpClient
-from .mapping import DEFAULT_MAPPING_PATH, load_mapping
+from .mapping import bundled_mapping_path, load_mapping
 from .oauth import OutreachAuth, client_credentials
 from .outreach import OutreachClient
 from .redact import Redactor
@@ -144,11 +144,7 @@ def _budget_clock():
 
 
 def _mapping_path(value: str) -> Path:
-    path = Path(value)
-    if path.is_absolute() or path.exists():
-        return path
-    bundled = ROOT / value
-    return bundled if bundled.exists() or value != DEFAULTS["mapping"] else DEFAULT_MAPPING_PATH
+    return bundled_mapping_path(value)      # only the bundle's mappings/ folder (issue 16 §4)
 
 
 def _columns(wb, kind: str, install: dict, log: Log) -> dict[str, str]:

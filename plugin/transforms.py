@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from . import catalogue
+from . import catalogue, emails
 
 # --- kinds: the static type of a value at one point of a pipeline ------------------------------
 
@@ -228,6 +228,10 @@ class Spec:
     summary: str
     example: str
     options: tuple = field(default=())
+    # The most characters the step's output can have as text, given the most its input can have
+    # (None: no bound known). For the validator's warning on targets with an Outreach limit.
+    bound: Callable[[int | None, Step, "catalogue.Attribute | None"], int | None] = \
+        lambda _bound, _step, _attr: None
 
 
 def _elementwise(fn: Callable[[Any], Any]) -> Callable[[Any, Step, Context], Any]:
@@ -339,12 +343,64 @@ def value_kind(value: Any) -> str | None:
     return TEXT
 
 
+def _limit(step: Step, attr: catalogue.Attribute | None) -> int | None:
+    """The length a `truncate` / `max_length` step holds a value to: its own, else the target's."""
+    return step.arg if step.arg is not None else (attr.max_length if attr else None)
+
+
 def _truncate(value: Any, step: Step, ctx: Context) -> Any:
     if value is None:
         return None
-    limit = step.arg if step.arg is not None else (ctx.attribute.max_length if ctx.attribute else None)
+    limit = _limit(step, ctx.attribute)
     text = as_text(value)
     return text[:limit] if limit else text
+
+
+def _max_length(value: Any, step: Step, ctx: Context) -> Any:
+    """A value that must not be cut (a web address, an id): too long is the record's error."""
+    limit = _limit(step, ctx.attribute)
+    length = len(as_text(value)) if value is not None else 0
+    if limit and length > limit:
+        whose = (f"Outreach allows {limit} in `{ctx.attribute.name}`" if step.arg is None and ctx.attribute
+                 else f"the mapping allows {limit}")
+        raise TransformError(f"is {length} characters long; {whose}, and this field is not cut "
+                             "(`max_length`): shorten it in Workbooks")
+    return value
+
+
+def _bound_to_limit(bound: int | None, step: Step, attr: catalogue.Attribute | None) -> int | None:
+    limit = _limit(step, attr)
+    if limit is None:
+        return bound
+    return limit if bound is None else min(bound, limit)
+
+
+def _scaled(factor: int) -> Callable[[int | None, Step, Any], int | None]:
+    # Case mapping can lengthen text: "İ".lower() is 2 characters, "ﬃ".upper() 3.
+    return lambda bound, _step, _attr: None if bound is None else bound * factor
+
+
+def _fixed_bound(length: int) -> Callable[[int | None, Step, Any], int | None]:
+    return lambda _bound, _step, _attr: length
+
+
+def _same_bound(bound: int | None, _step: Step, _attr: Any) -> int | None:
+    return bound
+
+
+def _value_map_bound(bound: int | None, step: Step, _attr: Any) -> int | None:
+    outputs = [len(as_text(v)) for v in _value_map_outputs(step)] or [0]
+    if step.has_option("default"):
+        return max(outputs)
+    return None if bound is None else max([bound, *outputs])   # unmapped values pass through
+
+
+def length_bound(steps: Iterable[Step], attr: catalogue.Attribute | None) -> int | None:
+    """The most characters a value from Workbooks can have after `steps` (None: unbounded)."""
+    bound = None
+    for step in steps:
+        bound = SPECS[step.name].bound(bound, step, attr)
+    return bound
 
 
 # Dates. strptime's %b/%a follow the process locale; Workbooks always speaks English, so
@@ -463,7 +519,8 @@ def _number(value: Any, step: Step, ctx: Context) -> Any:
     return number
 
 
-_HOST = re.compile(r"^(?=.{1,253}$)([^\W_]([\w-]*[^\W_])?\.)+[^\W\d_]{2,}$|^([^\W_]([\w-]*[^\W_])?\.)+xn--[a-z0-9-]+$")
+HOST_MAX_LENGTH = 253            # RFC 1035: a host name is at most 253 characters written out
+_HOST = re.compile(r"^(?=.{1,253}$)(?:([^\W_]([\w-]*[^\W_])?\.)+[^\W\d_]{2,}|([^\W_]([\w-]*[^\W_])?\.)+xn--[a-z0-9-]+)$")
 
 
 def _domain(value: Any, step: Step, ctx: Context) -> Any:
@@ -491,11 +548,11 @@ _TEXTUAL_IN = frozenset({ANY, TEXT, LIST})
 
 SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("trim", "none", _TEXTUAL_IN, _text_or_list, _elementwise(lambda v: as_text(v).strip()),
-         "removes spaces at the start and end (of each item of a list)", "trim"),
+         "removes spaces at the start and end (of each item of a list)", "trim", bound=_same_bound),
     Spec("lower", "none", _TEXTUAL_IN, _text_or_list, _elementwise(lambda v: as_text(v).lower()),
-         "lower-cases the text (of each item of a list)", "lower"),
+         "lower-cases the text (of each item of a list)", "lower", bound=_scaled(2)),
     Spec("upper", "none", _TEXTUAL_IN, _text_or_list, _elementwise(lambda v: as_text(v).upper()),
-         "upper-cases the text (of each item of a list)", "upper"),
+         "upper-cases the text (of each item of a list)", "upper", bound=_scaled(3)),
     Spec("to_list", "none", _TEXTUAL_IN, _fixed(LIST), _to_list,
          "makes a list: splits text at commas, semicolons and new lines, drops empty items",
          "to_list"),
@@ -510,22 +567,27 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("value_map", "required", frozenset({ANY, TEXT, NUMBER, BOOLEAN, LIST}),
          value_map_output, _value_map,
          "replaces listed values (e.g. picklist choices); `default` for anything else",
-         'value_map: {"Gold": "Tier 1"}', options=("default",)),
+         'value_map: {"Gold": "Tier 1"}', options=("default",), bound=_value_map_bound),
     Spec("truncate", "optional", _SCALAR_IN, _fixed(TEXT), _truncate,
-         "cuts text to N characters (no N: the Outreach limit of the target)", "truncate: 50"),
+         "cuts text to N characters (no N: the Outreach limit of the target)", "truncate: 50",
+         bound=_bound_to_limit),
+    Spec("max_length", "optional", _SCALAR_IN, lambda kind, _step: kind, _max_length,
+         "refuses a value longer than N characters (no N: the Outreach limit of the target) with a "
+         "Sync Error naming the field, for values a cut would spoil, such as web addresses",
+         "max_length", bound=_bound_to_limit),
     Spec("date", "optional", _SCALAR_IN, _fixed(DATE), _date,
          "reads a Workbooks date (or the given strftime format) and writes YYYY-MM-DD",
-         'date: "%d/%m/%Y"'),
+         'date: "%d/%m/%Y"', bound=_fixed_bound(len("2009-05-22"))),
     Spec("datetime", "optional", _SCALAR_IN, _fixed(DATETIME), _datetime,
          "reads a Workbooks date-time (or the given format, UTC) and writes ISO 8601",
-         "datetime"),
+         "datetime", bound=_fixed_bound(len("2009-05-15T14:36:54Z"))),
     Spec("boolean", "none", frozenset({ANY, TEXT, NUMBER}), _fixed(BOOLEAN), _boolean,
-         "reads true/false, yes/no, 1/0, on/off", "boolean"),
+         "reads true/false, yes/no, 1/0, on/off", "boolean", bound=_fixed_bound(len("false"))),
     Spec("number", "none", _SCALAR_IN, _fixed(NUMBER), _number,
          'reads a number ("1,250", "12.5", a Workbooks currency "1500.00 GBP 1")', "number"),
     Spec("domain", "optional", _SCALAR_IN, _fixed(TEXT), _domain,
          "the host name of a web address: https://www.acme.com/about → www.acme.com",
-         "domain: {strip_www: true}"),
+         "domain: {strip_www: true}", bound=_fixed_bound(HOST_MAX_LENGTH)),
 ]}
 
 OPTION_KEYS = {opt for spec in SPECS.values() for opt in spec.options}
@@ -594,8 +656,9 @@ def fit(value: Any, attr: catalogue.Attribute) -> Any:
     if is_empty(value):
         return [] if t == catalogue.LIST else None
     if t == catalogue.LIST:
-        items = value if isinstance(value, list) else [value]
-        return [as_text(v).strip() for v in items if not is_empty(v)]
+        items = [as_text(v).strip() for v in (value if isinstance(value, list) else [value]) if not is_empty(v)]
+        # One address, one spelling: "é" as one character or as "e" and an accent (plugin.emails).
+        return [emails.canonical(v) for v in items] if attr.format == "email" else items
     if isinstance(value, list):
         raise TransformError(f"a list of {len(value)} values cannot go into `{attr.name}`, which takes one value")
     if t == catalogue.STRING:

@@ -12,11 +12,20 @@ of two equal keys. A path is a tuple of keys and list indexes, ("objects", "pers
 Schemas are JSON Schema 2020-12 and may say, beside any subschema, what its failure means:
 `x-messages` per failing keyword (`{"type": "…"}`), or `errorMessage` for a const, enum or
 pattern (yaml-language-server shows that one too); `x-hint`, how to fix it.
+
+A file is something a person wrote, not something to trust: `read_text` reads only a regular
+file (a device such as /dev/zero never ends) of at most MAX_FILE_BYTES; building the data stops
+at MAX_VALUES values (nested aliases repeat their anchors' blocks: 353 bytes can stand for
+billions of values); a problem quotes at most a short excerpt of what the file says, on one line;
+`capped` keeps the first MAX_PROBLEMS problems.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +36,73 @@ import yaml
 ERROR, WARNING = "error", "warning"
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+MAX_FILE_BYTES = 1024 * 1024      # a mapping is a few KB, the manifest less
+MAX_VALUES = 50_000               # values and merged keys built from one file
+MAX_PROBLEMS = 100                # problems said about one file
+EXCERPT_LENGTH = 60               # characters of the file quoted in a problem
+_TEXT_LENGTH = 400                # characters of a problem's message, and of its hint
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+class FileRefused(ValueError):
+    """A file not read, for what it is: `str()` says why, without any of its contents."""
+
+
+def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of the regular file at `path` (a BOM dropped). FileRefused for a device,
+    folder or pipe (checked before it is opened: opening a device can act) or a file over
+    `limit` bytes; OSError / UnicodeDecodeError as `open` and `decode` raise them."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise FileRefused("is not a regular file (a device, a folder or a pipe)")
+    # O_NONBLOCK: if it was swapped for a pipe since, opening does not wait for a writer.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise FileRefused("is not a regular file (a device, a folder or a pipe)")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileRefused(f"is larger than {limit // (1024 * 1024) or limit} "
+                          f"{'MB' if limit >= 1024 * 1024 else 'bytes'}")
+    return data.decode("utf-8-sig")
+
+
+def excerpt(value: Any, limit: int = EXCERPT_LENGTH) -> str:
+    """`value` as text fit to quote in a one-line problem: line breaks and other invisible
+    characters written as escapes (`\\n`, `\\u200b`), cut to `limit` characters with `…`."""
+    text = _one_line(str(value))
+    return text if len(text) <= limit else text[:max(1, limit - 1)] + "…"
+
+
+def _one_line(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def capped(problems: list["Problem"], limit: int = MAX_PROBLEMS) -> list["Problem"]:
+    """The first `limit` problems, and one more saying how many were left out (an error when
+    any of those is one, so leaving them out never makes a file pass)."""
+    if len(problems) <= limit:
+        return problems
+    left_out, first = problems[limit:], problems[limit]
+    severity = ERROR if any(p.is_error for p in left_out) else WARNING
+    return problems[:limit] + [Problem(first.file, first.line, first.col,
+                                       f"{len(left_out)} more problem{'s' if len(left_out) != 1 else ''} "
+                                       "not shown", "fix these first, then check again", severity)]
+
+
+class _TooManyValues(Exception):
+    def __init__(self, mark: yaml.Mark | None) -> None:
+        super().__init__("too many values")
+        self.mark = mark
 
 
 # --- problems -----------------------------------------------------------------------------------
@@ -43,10 +119,12 @@ class Problem:
     where: str = ""        # what sits there, e.g. `processes.web[0]`, when the message names it
 
     def __str__(self) -> str:
+        # One line, of bounded length, whatever a message quotes from the file.
         level = "warning: " if self.severity == WARNING else ""
-        where = f"{self.where} — " if self.where else ""
-        hint = f" — {self.hint}" if self.hint else ""
-        return f"{self.file}:{self.line}:{self.col}: {level}{where}{self.message}{hint}"
+        where = f"{excerpt(self.where, _TEXT_LENGTH)} — " if self.where else ""
+        hint = f" — {excerpt(self.hint, _TEXT_LENGTH)}" if self.hint else ""
+        return (f"{excerpt(self.file, _TEXT_LENGTH)}:{self.line}:{self.col}: {level}{where}"
+                f"{excerpt(self.message, _TEXT_LENGTH)}{hint}")
 
     @property
     def is_error(self) -> bool:
@@ -99,6 +177,10 @@ class Document:
     #: Where the positions under a key written twice point: its last value, the one YAML keeps
     #: (False), or its first (True).
     TWICE_POSITIONS_FIRST = False
+    #: What is said when the data would have more than MAX_VALUES values.
+    TOO_MANY_VALUES = (f"this file stands for more than {MAX_VALUES:,} values: its `*aliases` (or "
+                       "`<<: *merges`) repeat blocks that repeat other blocks",
+                       "write the repeated settings out, or repeat them less deeply")
 
     def __init__(self, file: str) -> None:
         self.file = file
@@ -108,6 +190,7 @@ class Document:
         self.key_tags: dict[tuple, str] = {}      # the tag of each key as written (quoted or not)
         self.problems: list[Problem] = []
         self.loader: yaml.SafeLoader | None = None   # only while parsing
+        self.budget = MAX_VALUES                     # values `build` may still make
 
     # positions ------------------------------------------------------------------------------
     def mark(self, path: tuple, *, key: bool = False) -> yaml.Mark | None:
@@ -150,6 +233,9 @@ class Document:
                 doc.data = doc.construct(node)
         except yaml.YAMLError as exc:
             doc.problems.extend(doc.yaml_problems(exc, text))
+        except _TooManyValues as exc:
+            doc.data = None
+            doc.problems.append(doc.problem_at(exc.mark, *cls.TOO_MANY_VALUES))
         finally:
             doc.loader.dispose()
             doc.loader = None
@@ -203,6 +289,7 @@ class Document:
     def build(self, node: yaml.Node, path: tuple = (), active: frozenset = frozenset()) -> Any:
         """The data under `node`, noting every position and reporting keys written twice."""
         assert self.loader is not None
+        self._spend(1, node)
         self.values[path] = node.start_mark
         if isinstance(node, yaml.ScalarNode):
             return self.loader.construct_object(node)
@@ -214,6 +301,7 @@ class Document:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), active) for i, item in enumerate(node.value)]
         twice = self._check_duplicates(node, path)
+        self._spend(_merged_size(node), node)      # before flattening makes the merged pairs
         self.loader.flatten_mapping(node)          # `<<: *anchor` merges, as safe_load does
         result: dict[str, Any] = {}
         for pair in node.value:
@@ -227,6 +315,11 @@ class Document:
             self.key_tags[path + (key,)] = key_node.tag
             result[key] = self.build(value_node, path + (key,), active)
         return result
+
+    def _spend(self, values: int, node: yaml.Node) -> None:
+        self.budget -= values
+        if self.budget < 0:
+            raise _TooManyValues(node.start_mark)
 
     def _check_duplicates(self, node: yaml.MappingNode, path: tuple) -> set[int]:
         """Report every key already written above it in the block; the ids of their (key, value)
@@ -253,6 +346,24 @@ class Document:
         return twice
 
 
+def _merged_size(node: yaml.MappingNode, sizes: dict | None = None) -> int:
+    """How many pairs `node` holds once its `<<` merges are flattened, counted without making
+    them: merges of merges multiply (`<<: [*a, *a, *a]` on each of nine levels: 3**9)."""
+    sizes = {} if sizes is None else sizes
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 0                            # a block merged into itself adds nothing more
+    total = 0
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            total += 1
+            continue
+        merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        total += sum(_merged_size(m, sizes) for m in merged if isinstance(m, yaml.MappingNode))
+    sizes[id(node)] = total
+    return total
+
+
 def explain_yaml(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str]:
     """(what is wrong, how to fix it) for PyYAML's complaint about `source`."""
     text = f"{exc.context or ''} {exc.problem or ''}"
@@ -263,7 +374,7 @@ def explain_yaml(exc: yaml.MarkedYAMLError, source: str) -> tuple[str, str]:
         above = [ln for ln in source.splitlines()[:mark.line] if ln.strip() and not ln.strip().startswith("#")]
         if above and ":" not in above[-1] and not above[-1].strip().startswith("-"):
             return ("unexpected `:` on this line: the line above has no `:`",
-                    f"write the line above as `key: value` (`{above[-1].strip()}` has no `:`)")
+                    f"write the line above as `key: value` (`{excerpt(above[-1].strip())}` has no `:`)")
     for needle, message, hint in _YAML_MESSAGES:
         if needle in text:
             return message, hint
@@ -360,4 +471,5 @@ class Schema:
                 else "number" if isinstance(value, (int, float)) else "string" if isinstance(value, str)
                 else "other")
         yaml_text = ("true" if value else "false") if isinstance(value, bool) else value
-        return self.VALUE_WORDS[kind].format(value=value, yaml=yaml_text, type=type(value).__name__)
+        shown = excerpt(value) if isinstance(value, str) else value
+        return self.VALUE_WORDS[kind].format(value=shown, yaml=yaml_text, type=type(value).__name__)

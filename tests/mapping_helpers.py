@@ -2,10 +2,12 @@
 base, and positions found by text so the tests do not hard-code line numbers."""
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
-from plugin.mapping import Problem, validate_mapping_file
+import plugin.mapping
+from plugin.mapping import DEFAULT_MAPPING_PATH, Problem, validate_mapping_file
 
 BASE = """\
 version: 1
@@ -22,6 +24,7 @@ objects:
     fields:
       - source: name
         target: name
+        transforms: [truncate]
 {organisation}
 """
 
@@ -72,3 +75,30 @@ def at(problems: list[Problem], line: int, col: int) -> list[Problem]:
 def only(problems: list[Problem]) -> Problem:
     assert len(problems) == 1, "\n".join(map(str, problems)) or "no problems"
     return problems[0]
+
+
+# --- mappings a run may read: only the bundle's mappings/ folder (issue 16 §4) ---------------------
+
+def bundled(monkeypatch, tmp_path: Path, text: str, name: str = "custom.yaml") -> str:
+    """`text` as a mapping an in-process run reads, returned as its `mapping` parameter. A run
+    reads only the bundle's mappings/ folder (plugin.mapping.MAPPINGS_DIR): here a folder of the
+    test's own, holding the shipped default beside `text`."""
+    folder = tmp_path / "mappings"
+    folder.mkdir(exist_ok=True)
+    shutil.copy2(DEFAULT_MAPPING_PATH, folder / DEFAULT_MAPPING_PATH.name)
+    (folder / name).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(plugin.mapping, "MAPPINGS_DIR", folder)
+    return f"mappings/{name}"
+
+
+def bundle_copy(dest: Path, mappings: dict[str, str] | None = None) -> Path:
+    """A copy of what tools/package ships, at `dest`, with `mappings` ({name: text}) added to its
+    mappings/ folder. Its scripts run as Workbooks runs them: by path, from the bundle."""
+    from tools.package import bundled_files
+    for name, source in bundled_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    for name, text in (mappings or {}).items():
+        (dest / "mappings" / name).write_text(text, encoding="utf-8")
+    return dest

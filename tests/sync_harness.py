@@ -95,14 +95,15 @@ class Sandbox:
         return self._call(runner.main, self.params(**extra), env=env)
 
     def run_script(self, *, env: dict | None = None, timeout: float = 120, params: dict | None = None,
-                   **extra) -> Result:
-        """The runner exactly as Workbooks starts it: a separate process, a params file, env."""
+                   script: Path = RUNNER, **extra) -> Result:
+        """The runner exactly as Workbooks starts it: a separate process, a params file, env
+        (`script`: the runner of another copy of the bundle)."""
         self._n += 1
         path = self.tmp / f"params-{self._n}.json"
         path.write_text(json.dumps(self.params(**extra) if params is None else params), encoding="utf-8")
         environment = {k: v for k, v in os.environ.items() if not k.startswith("WORKBOOKS_PARAMS")}
         environment.update(env or {})
-        done = subprocess.run([sys.executable, str(RUNNER), "--params", str(path)], capture_output=True,
+        done = subprocess.run([sys.executable, str(script), "--params", str(path)], capture_output=True,
                               text=True, timeout=timeout, env=environment, cwd=self.tmp)
         return Result(done.returncode, done.stdout + done.stderr)
 

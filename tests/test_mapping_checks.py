@@ -59,6 +59,7 @@ def test_custom150_is_fine(tmp_path):
     assert check(tmp_path, mapping_text(person="""
         - source: x
           target: custom150
+          transforms: [truncate]
     """)) == []
 
 
@@ -163,7 +164,8 @@ def test_match_key_defaults(tmp_path):
 
 def test_an_account_without_a_name_is_a_warning(tmp_path):
     text = mapping_text().replace("""      - source: name
-        target: name""", """      - source: website
+        target: name
+        transforms: [truncate]""", """      - source: website
         target: domain
         transforms: [domain]""").replace("target: account", "target: account\n    match_key: domain")
     problem = only(check(tmp_path, text))
@@ -378,6 +380,7 @@ def test_value_map_mixing_text_and_true_false_for_a_text_target_warns(tmp_path):
           target: custom1
           transforms:
             - value_map: {"a": "A", "b": no}
+            - truncate
     """)))
     assert problem.severity == "warning" and "quote every value" in problem.hint
 
@@ -392,23 +395,87 @@ def test_truncate_length_must_be_positive(tmp_path):
     assert problem.message == "`truncate` must be at least 1, not 0"
 
 
-def test_truncate_without_a_length_needs_a_target_with_a_limit(tmp_path):
-    problem = one_error(tmp_path, mapping_text(person="""
+@pytest.mark.parametrize("name", ["truncate", "max_length"])
+def test_truncate_without_a_length_needs_a_target_with_a_limit(tmp_path, name):
+    problem = one_error(tmp_path, mapping_text(person=f"""
         - source: employer_name
           target: company
-          transforms: [truncate]
+          transforms: [{name}]
     """))
-    assert problem.message == "`truncate` has no Outreach limit to use: `company` has none"
+    assert problem.message == f"`{name}` has no Outreach limit to use: `company` has none"
 
 
-def test_truncate_beyond_the_outreach_limit_warns(tmp_path):
-    problem = only(check(tmp_path, mapping_text(person="""
-        - source: person_job_title
-          target: title
-          transforms: [{truncate: 300}]
+@pytest.mark.parametrize("name, target, limit", [("truncate", "title", 255), ("max_length", "twitterUrl", 1000)])
+def test_truncate_beyond_the_outreach_limit_warns_once(tmp_path, name, target, limit):
+    problem = only(check(tmp_path, mapping_text(person=f"""
+        - source: x
+          target: {target}
+          transforms: [{{{name}: 2000}}]
     """)))
     assert problem.severity == "warning"
-    assert "longer than Outreach's limit of 255 for `title`" in problem.message
+    assert f"`{name}: 2000` is longer than Outreach's limit of {limit} for `{target}`" in problem.message
+
+
+# --- Outreach's length limits (issue 16 §3: outreach-api.md §12) ----------------------------------
+
+def test_a_field_that_can_outgrow_its_targets_limit_warns_at_the_target(tmp_path):
+    text = mapping_text(person="""
+        - source: twitter_url
+          target: twitterUrl
+          transforms: [trim]
+    """)
+    problem = only(check(tmp_path, text))
+    assert problem.severity == "warning"
+    assert (problem.line, problem.col) == position(text, "twitterUrl")
+    assert problem.message == ("`twitterUrl` takes at most 1000 characters in Outreach, and this field "
+                               "can send more: such a record would be flagged with Outreach Sync Error")
+    assert "`truncate`" in problem.hint and "`max_length`" in problem.hint
+    assert str(problem).startswith(f"{tmp_path / 'mapping.yaml'}:{problem.line}:{problem.col}: warning: ")
+
+
+@pytest.mark.parametrize("target, transforms", [
+    ("twitterUrl", "[trim, max_length]"), ("twitterUrl", "[{max_length: 500}]"), ("title", "[trim, truncate]"),
+    ("title", "[upper, truncate, trim]"), ("custom3", "[date]"), ("custom3", "[boolean]"),
+    ("custom3", '[{value_map: {"G": "Gold"}, default: "Other"}]'), ("company", "[trim]")])
+def test_a_field_held_within_the_limit_is_quiet(tmp_path, target, transforms):
+    """`truncate`/`max_length` hold the value to the limit, `trim` keeps it there, a date or a
+    value_map with a default is short; `company` has no documented limit."""
+    assert check(tmp_path, mapping_text(person=f"""
+        - source: x
+          target: {target}
+          transforms: {transforms}
+    """)) == []
+
+
+@pytest.mark.parametrize("transforms", ["[truncate, upper]", "[truncate, lower]",
+                                        '[truncate, {template: "{value} ({person_job_role})"}]',
+                                        '[{value_map: {"G": "Gold"}}]'])
+def test_a_step_after_the_cut_can_outgrow_it_again(tmp_path, transforms):
+    """Case mapping can lengthen text ("ß".upper() is "SS"); a template adds text; a value_map
+    without a default passes unmapped values through uncut."""
+    problem = only(check(tmp_path, mapping_text(person=f"""
+        - source: x
+          target: title
+          transforms: {transforms}
+    """)))
+    assert problem.severity == "warning" and problem.message.startswith("`title` takes at most 255")
+
+
+def test_receive_only_fields_and_constants_are_not_length_checked_this_way(tmp_path):
+    """A receive field sends nothing; a constant is checked whole, as an error when too long."""
+    problems = check(tmp_path, mapping_text(person="""
+        - source: x
+          target: title
+          direction: receive
+        - value: Workbooks
+          target: source
+    """))
+    assert not [p for p in problems if "characters in Outreach" in p.message]
+    problem = one_error(tmp_path, mapping_text(person=f"""
+        - value: {"x" * 256}
+          target: source
+    """))
+    assert "Outreach allows 255 in `source`" in problem.message
 
 
 def test_a_date_format_needs_strftime_codes(tmp_path):
@@ -560,6 +627,7 @@ def test_receive_and_both_are_accepted_but_warned_and_receive_is_not_sent(tmp_pa
         - source: person_first_name
           target: firstName
           direction: both
+          transforms: [truncate]
     """)
     problems = check(tmp_path, text)
     assert errors(problems) == []
@@ -635,6 +703,7 @@ def test_load_mapping_raises_with_every_error_and_keeps_warnings_on_the_mapping(
         - source: x
           target: custom1
           direction: both
+          transforms: [truncate]
     """)
     mapping = load_mapping(write(tmp_path, text))
     assert len(mapping.warnings) == 1 and mapping.version == 1

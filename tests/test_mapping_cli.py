@@ -62,6 +62,7 @@ def test_warnings_do_not_fail_unless_strict(tmp_path, capsys):
         - source: person_job_title
           target: title
           direction: both
+          transforms: [truncate]
     """))
     code, out, err = run(capsys, path)
     assert code == 0 and ": warning: `direction: both`" in out and "1 warning" in err
@@ -123,6 +124,7 @@ def test_preview_guesses_custom_field_columns_without_workbooks(tmp_path, capsys
     path = write(tmp_path, mapping_text(person="""
         - source: {custom_field: "Lead Tier"}
           target: custom7
+          transforms: [truncate]
     """))
     record = write(tmp_path, json.dumps({"main_location[email]": "a@x.example", "cf_person_lead_tier": "Gold"}),
                    "r.json")
@@ -160,8 +162,10 @@ def test_workbooks_fields_are_checked_and_titles_resolved(tmp_path, capsys, work
     text = mapping_text(person="""
         - source: {custom_field: "Lead Tier"}
           target: custom7
+          transforms: [truncate]
         - source: person_lst_name
           target: lastName
+          transforms: [truncate]
     """)
     code, out, err = run(capsys, write(tmp_path, text), "--workbooks", url, "--api-key", key)
     assert code == 1
@@ -188,8 +192,10 @@ def test_workbooks_preview_of_a_real_record(tmp_path, capsys, workbooks):
     text = mapping_text(person="""
         - source: {custom_field: "Lead Tier"}
           target: custom7
+          transforms: [truncate]
         - template: "{person_first_name} {person_last_name}"
           target: custom8
+          transforms: [truncate]
     """)
     code, out, err = run(capsys, write(tmp_path, text), "--workbooks", url, "--api-key", key,
                          "--preview-id", person_id, "--object", "person")

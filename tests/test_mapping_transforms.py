@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 
 from plugin import catalogue
 from plugin import transforms as tf
-from plugin.mapping import RecordMappingError, load_mapping
+from plugin.mapping import DEFAULT_MAPPING_PATH, RecordMappingError, load_mapping
 from tests.mapping_helpers import mapping_text, write
 
 
@@ -136,6 +136,43 @@ def test_truncate_to_n_or_to_the_outreach_limit_of_the_target():
     title = catalogue.attribute("prospect", "title")
     assert run("truncate", "x" * 300, attribute=title) == "x" * 255
     assert run("truncate", None, 3) is None
+
+
+# --- max_length -----------------------------------------------------------------------------------
+
+def test_max_length_passes_a_value_within_the_limit_unchanged():
+    url = catalogue.attribute("prospect", "twitterUrl")
+    assert run("max_length", "https://x.example/" + "a" * 982, attribute=url) == "https://x.example/" + "a" * 982
+    assert run("max_length", None, attribute=url) is None
+    assert run("max_length", 12345, 5) == 12345
+
+
+def test_max_length_refuses_a_longer_value_naming_the_target_and_its_limit():
+    url = catalogue.attribute("prospect", "twitterUrl")
+    with pytest.raises(tf.TransformError, match=r"is 1001 characters long; Outreach allows 1000 in `twitterUrl`"):
+        run("max_length", "u" * 1001, attribute=url)
+    with pytest.raises(tf.TransformError, match=r"is 6 characters long; the mapping allows 5"):
+        run("max_length", "abcdef", 5, attribute=url)
+
+
+def test_the_default_mapping_flags_a_too_long_web_address_and_cuts_a_too_long_town():
+    """Issue 16 §3: prospect twitterUrl takes 1000 characters, account locality 255 (OAS, §12).
+    A web address is not cut: the record's error names the Workbooks field and the target."""
+    mapping = load_mapping(DEFAULT_MAPPING_PATH)
+    person = mapping.objects["person"].bind({})
+    with pytest.raises(RecordMappingError) as caught:
+        person.map({"main_location[email]": "a@x.example", "twitter_url": "https://t.example/" + "x" * 1000})
+    assert (caught.value.field, caught.value.target) == ("twitter_url", "twitterUrl")
+    assert str(caught.value).startswith("twitter_url → twitterUrl: is 1018 characters long; Outreach allows 1000")
+    organisation = mapping.objects["organisation"].bind({})
+    mapped = organisation.map({"name": "Acme", "main_location[town]": "T" * 300})
+    assert mapped["locality"] == "T" * 255
+
+
+def test_domain_refuses_a_host_name_longer_than_253_characters():
+    with pytest.raises(tf.TransformError, match="is not a web address"):
+        run("domain", "https://" + "a." * 127 + "xn--p1ai")
+    assert run("domain", "https://" + "a." * 100 + "xn--p1ai/x") == "a." * 100 + "xn--p1ai"
 
 
 # --- dates ----------------------------------------------------------------------------------------

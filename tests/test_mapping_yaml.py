@@ -84,6 +84,7 @@ def test_duplicate_keys_are_errors_at_the_second_key(tmp_path):
         - source: person_first_name
           target: firstName
           target: lastName
+          transforms: [truncate]
     """)
     problem = only(check(tmp_path, text))
     assert (problem.line, problem.col) == position(text, "target: lastName")
@@ -104,6 +105,7 @@ def test_duplicate_value_map_keys_as_yaml_sees_them(tmp_path):
           target: custom1
           transforms:
             - value_map: {"x": "1", "x": "2"}
+            - truncate
     """)
     problem = only(check(tmp_path, text))
     assert problem.message.startswith("`x` appears twice")
@@ -131,6 +133,7 @@ def test_anchors_aliases_and_merge_keys_work_like_safe_load(tmp_path):
         - &job
           source: person_job_title
           target: title
+          transforms: [truncate]
         - <<: *job
           target: custom1
     """)
@@ -223,7 +226,8 @@ def test_missing_sections_and_fields(tmp_path):
 
 def test_empty_fields_list(tmp_path):
     text = mapping_text().replace("""      - source: name
-        target: name""", "").replace("    fields:\n\n", "    fields: []\n")
+        target: name
+        transforms: [truncate]""", "").replace("    fields:\n\n", "    fields: []\n")
     problem = only(errors(check(tmp_path, text)))
     assert problem.message == "`fields` is empty"
 
@@ -302,3 +306,65 @@ def test_a_list_as_target_is_a_problem_not_a_crash(tmp_path):
     text = mapping_text().replace("target: name", "target: [name]", 1)
     problems = check(tmp_path, text)
     assert any("`target` must be text, not a list" in p.message for p in problems)
+
+
+# --- hostile files (issue 16 §4) -------------------------------------------------------------------
+
+def _nested_aliases(levels: int, width: int) -> str:
+    """`width ** levels` values from a few hundred bytes: each block repeats the one above."""
+    names = [f"n{i}" for i in range(levels)]
+    lines = [f"{names[0]}: &{names[0]} [{', '.join(['x'] * width)}]"]
+    lines += [f"{n}: &{n} [{', '.join([f'*{p}'] * width)}]" for p, n in zip(names, names[1:])]
+    return mapping_text() + "\n".join(lines) + "\n"
+
+
+def test_nested_aliases_beyond_50000_values_are_one_problem_not_a_build(tmp_path):
+    """10**5 values here (an alias bomb is 9**9): refused once 50,000 are built, nothing more said."""
+    problem = only(check(tmp_path, _nested_aliases(5, 10)))
+    assert problem.message.startswith("this file stands for more than 50,000 values")
+    assert "`*aliases`" in problem.message and problem.hint
+
+
+def test_nested_merges_are_counted_before_they_are_made(tmp_path):
+    text = mapping_text() + "m0: &m0 {" + ", ".join(f"k{i}: {i}" for i in range(10)) + "}\n" + "".join(
+        f"m{n}: &m{n} {{<<: [{', '.join([f'*m{n - 1}'] * 10)}]}}\n" for n in range(1, 5))
+    problem = only(check(tmp_path, text))
+    assert problem.message.startswith("this file stands for more than 50,000 values")
+
+
+def test_aliases_well_within_the_limit_are_read_as_before(tmp_path):
+    """1,000 values: only the schema speaks (the extra top-level keys are unknown to it)."""
+    problems = check(tmp_path, _nested_aliases(3, 10))
+    assert [p.message for p in problems] == ["unknown key `n0`", "unknown key `n1`", "unknown key `n2`"]
+
+
+def test_at_most_100_problems_are_reported_and_the_rest_counted(tmp_path):
+    fields = "".join(f"- source: x{i}\n  target: notAnAttribute{i}\n" for i in range(150))
+    problems = check(tmp_path, mapping_text(person=fields))
+    assert len(problems) == 101
+    assert problems[-1].message == "50 more problems not shown" and problems[-1].is_error
+
+
+def test_left_out_warnings_stay_warnings(tmp_path):
+    from plugin.yamldoc import WARNING, Problem, capped
+    many = [Problem("f", n, 1, "w", severity=WARNING) for n in range(1, 120)]
+    assert not capped(many)[-1].is_error and len(capped(many)) == 101
+
+
+def test_a_problem_quotes_at_most_a_short_excerpt_of_the_file_on_one_line(tmp_path):
+    """`mapping: /etc/passwd` once printed the whole file inside one problem."""
+    text = "\n".join(f"user{n}:x:{n}:{n}:User {n}:/home/user{n}:/bin/bash" for n in range(200)) + "\n"
+    [problem] = check(tmp_path, text)
+    shown = str(problem)
+    assert "user0:x:0:0" in shown and "user10:" not in shown and len(shown) < 400
+    key = mapping_text(person='- source: x\n  target: title\n  transforms: [truncate]\n  "a\\nb [error] fake": 1\n')
+    lines = [str(p) for p in check(tmp_path, key)]
+    assert lines and all("\n" not in line for line in lines)
+    assert any("a\\nb [error] fake" in line for line in lines)
+
+
+def test_a_device_or_a_folder_is_not_read_and_a_huge_file_is_refused_unread(tmp_path):
+    assert only(validate_mapping_file(tmp_path)).message == (
+        "the mapping file is not a regular file (a device, a folder or a pipe)")
+    huge = write(tmp_path, "version: 1\n" + "#" * (1 << 20), "huge.yaml")
+    assert only(validate_mapping_file(huge)).message == "the mapping file is larger than 1 MB"

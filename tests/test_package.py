@@ -141,6 +141,21 @@ def test_the_command_line_builds_the_real_repository(tmp_path):
     assert "scripts/outreach_send_receive.py" in names_in(archive)
 
 
+def test_the_bundle_carries_the_outreach_attribute_facts_the_catalogue_reads(tmp_path):
+    """plugin/catalogue.py reads plugin/data/outreach-attributes.json at import: unpacked alone,
+    the bundle knows Outreach's limits (twitterUrl 1000, issue 16 §3)."""
+    built = package.build(tmp_path / "dist", root=ROOT)
+    assert "plugin/data/outreach-attributes.json" in names_in(built.archive)
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(built.archive) as handle:
+        handle.extractall(unpacked)
+    done = subprocess.run([sys.executable, "-c", "from plugin import catalogue; "
+                           "print(catalogue.attribute('prospect', 'twitterUrl').max_length)"],
+                          cwd=unpacked, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(unpacked)})
+    assert done.stdout.strip() == "1000", done.stdout + done.stderr
+
+
 def test_the_command_line_refuses_with_problems_on_stderr(tree, tmp_path):
     (tree / "mappings" / "broken.yaml").write_text("version: 2\n")
     done = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from tools import package; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.mapping_helpers import bundle_copy
 from tests.sync_harness import Sandbox
 
 
@@ -71,12 +72,12 @@ def test_workbooks_unreachable_exits_1(sb, tmp_path):
 
 
 def test_invalid_mapping_exits_2_before_writing_anything(sb, tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nobjects:\n  person:\n    target: prospect\n    match_key: emails\n"
-                   "    fields:\n      - source: person_first_name\n        target: firstNam\n", encoding="utf-8")
+    bad = ("version: 1\nobjects:\n  person:\n    target: prospect\n    match_key: emails\n"
+           "    fields:\n      - source: person_first_name\n        target: firstNam\n")
+    bundle = bundle_copy(tmp_path / "bundle", {"bad.yaml": bad})
     sb.person(email="ann@acme.example")
     sb.reset_counts()
-    result = sb.run_script(mapping=str(bad))
+    result = sb.run_script(mapping="mappings/bad.yaml", script=bundle / "scripts" / "outreach_send_receive.py")
     assert result.code == 2, result.output
     assert "bad.yaml:8:" in result.output and "firstName" in result.output
     assert sb.wb.total_requests == 0 and sb.outreach.total_requests == 0

@@ -8,6 +8,7 @@ import pytest
 
 from plugin.workbooks import parse_datetime
 from tests.install_helpers import ROOT
+from tests.mapping_helpers import bundled
 from tests.sync_harness import Sandbox
 
 ADDRESS = {"person_job_title": "Head of Platform Engineering", "main_location[telephone]": "+44 20 7946 0000",
@@ -118,14 +119,12 @@ def test_an_ignored_pick_up_filter_never_syncs_everything(sb):
 # --- Outreach filter[emails]: exact case, primary only (outreach-api.md R2.3) --------------------------------
 
 @pytest.fixture
-def case_keeping_mapping(tmp_path):
+def case_keeping_mapping(tmp_path, monkeypatch):
     """The default mapping without `lower` on emails: prospects keep the case Workbooks has."""
     text = (ROOT / "mappings" / "default.yaml").read_text(encoding="utf-8")
     assert "transforms: [trim, lower, to_list]" in text
-    path = tmp_path / "case-keeping.yaml"
-    path.write_text(text.replace("transforms: [trim, lower, to_list]", "transforms: [trim, to_list]"),
-                    encoding="utf-8")
-    return str(path)
+    return bundled(monkeypatch, tmp_path, text.replace("transforms: [trim, lower, to_list]", "transforms: [trim, to_list]"),
+                   "case-keeping.yaml")
 
 
 @pytest.mark.parametrize("switches", [{"email_filter_case_insensitive": False},

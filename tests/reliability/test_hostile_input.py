@@ -10,12 +10,18 @@ description → description.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from plugin.mapping import DEFAULT_MAPPING_PATH
+from tests.mapping_helpers import bundle_copy, bundled
 from tests.reliability.helpers import audit, before_request, is_clean, run_until_clean
 from tests.sync_harness import Sandbox
 
@@ -24,7 +30,7 @@ TOO_LONG = "x" * 40_000                 # over custom1's 32,000
 
 
 @pytest.fixture
-def sb(workbooks_server, outreach_server, tmp_path):
+def sb(workbooks_server, outreach_server, tmp_path, monkeypatch):
     sb = Sandbox(workbooks_server, outreach_server, tmp_path).ready()
     sb.notes = sb.wb.add_custom_field("people", "Notes", "text")
     mapping = yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8"))
@@ -33,9 +39,8 @@ def sb(workbooks_server, outreach_server, tmp_path):
         {"source": {"custom_field": "Notes"}, "target": "custom1", "skip_empty": True}]
     mapping["objects"]["organisation"]["fields"] += [
         {"source": "description", "target": "description", "skip_empty": True}]
-    path = tmp_path / "hostile-mapping.yaml"
-    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
-    sb.extra["mapping"] = str(path)
+    sb.extra["mapping"] = bundled(monkeypatch, tmp_path, yaml.safe_dump(mapping, allow_unicode=True),
+                                  "hostile-mapping.yaml")
     return sb
 
 
@@ -60,6 +65,14 @@ PEOPLE = [
     ("angle brackets", {"main_location[email]": "<x@acme.example>"}, ("error", r"invalid email")),
     ("trailing dot", {"main_location[email]": "dot@acme.example."}, ("error", r"(?i)email")),
     ("unicode email", {"main_location[email]": "josé@acme.example"}, ("synced", {"emails": ["josé@acme.example"]})),
+    # Issue 16 §6: invisible characters make look-alikes of other addresses; each is named.
+    ("zero-width space", {"main_location[email]": "zw\u200bsp@acme.example"},
+     ("error", r"U\+200B ZERO WIDTH SPACE at position 3")),
+    ("right-to-left override", {"main_location[email]": "gpj\u202e@acme.example"},
+     ("error", r"U\+202E RIGHT-TO-LEFT OVERRIDE at position 4")),
+    ("no-break space inside", {"main_location[email]": "nb\u00a0sp@acme.example"},
+     ("error", r"U\+00A0 NO-BREAK SPACE at position 3")),
+    ("soft hyphen", {"main_location[email]": "soft\u00adhy@acme.example"}, ("error", r"U\+00AD SOFT HYPHEN")),
     ("unicode and emoji", {"person_first_name": "Zoë 🚀", "person_last_name": "Ñúñez 李",
                            "person_job_title": "Directeur général — 🌍"},
      ("synced", {"firstName": "Zoë 🚀", "lastName": "Ñúñez 李", "title": "Directeur général — 🌍"})),
@@ -175,6 +188,25 @@ def test_every_hostile_record_gets_a_defined_outcome_and_none_stops_the_others(s
     print(f"hostile inputs tried: {len(people) + len(orgs)} ({len(people)} people, {len(orgs)} organisations)")
 
 
+def test_look_alike_emails_make_no_second_prospect(sb):
+    """Issue 16 §6: "zoë" typed as one character or as "o" and a combining diaeresis, and with a
+    zero-width space inside, all look like zoë@acme.example. Each used to create a prospect of its
+    own; now the decomposed one is the same address (NFC), so Outreach Duplicate, and the one with
+    the invisible character is refused naming it."""
+    zoe = sb.person(email="zoë@acme.example")["id"]
+    assert sb.run().code == 0
+    decomposed = sb.person(email="Zoe\u0308@acme.example", first="Twin")["id"]
+    hidden = sb.person(email="zo\u200bë@acme.example", first="Other")["id"]
+    result = sb.run()
+    assert result.code == 0, result.output
+    [prospect] = sb.prospects()
+    assert prospect["attributes"]["emails"] == ["zoë@acme.example"]
+    assert str(prospect["id"]) == sb.flags("person", zoe)["outreach_id"]
+    assert sb.flags("person", decomposed)["duplicate"], sb.flags("person", decomposed)
+    flags = sb.flags("person", hidden)
+    assert flags["sync_error"] and "U+200B ZERO WIDTH SPACE at position 3" in flags["error_message"], flags
+
+
 def test_records_deleted_between_query_and_write_back(sb):
     keep = [sb.person(email=f"keep{n}@acme.example")["id"] for n in range(3)]
     linked = sb.person(email="linked@acme.example", person_job_title="A")["id"]
@@ -244,3 +276,93 @@ def test_a_linked_person_whose_email_is_cleared_keeps_its_employer_relation(sb):
     assert prospect["relationships"]["account"]["data"]["id"] == account["Beta plc"]
     assert prospect["attributes"]["company"] == "Beta plc"
     assert audit(sb).problems == []
+
+
+# --- the `mapping` parameter and the mapping file (issue 16 §4) -------------------------------------
+# Each run is the real runner, started as Workbooks starts it, in a process whose memory is capped
+# (1 GB of address space): what the plugin did before the fix (read /dev/zero to the end, build an
+# alias bomb value by value) ends there, in a MemoryError, instead of taking the machine down.
+
+MEMORY_CAP = 1 << 30
+ALIAS_BOMB = "version: 1\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+MERGE_BOMB = "version: 1\na: &a {" + ", ".join(f"k{i}: {i}" for i in range(9)) + "}\n" + "".join(
+    f"{n}: &{n} {{<<: [{', '.join([f'*{p}'] * 9)}]}}\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+def run_capped(sb, script, mapping: str, timeout: float = 90) -> tuple[int, str]:
+    """The runner of the bundle at `script`, with `mapping` as its parameter, memory capped."""
+    params = sb.tmp / "capped-params.json"
+    params.write_text(json.dumps(sb.params(mapping=mapping)), encoding="utf-8")
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (%d, %d)); "
+            "sys.argv = [sys.argv[1], '--params', sys.argv[2]]; runpy.run_path(sys.argv[0], run_name='__main__')"
+            % (MEMORY_CAP, MEMORY_CAP))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBOOKS_PARAMS")}
+    done = subprocess.run([sys.executable, "-c", code, str(script), str(params)], capture_output=True, text=True,
+                          timeout=timeout, env={**env, "TIMEOUT": "10"}, cwd=sb.tmp)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def bare(workbooks_server, outreach_server, tmp_path):
+    """A database the plugin is not even installed in: the mapping is checked before anything connects."""
+    return Sandbox(workbooks_server, outreach_server, tmp_path)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """An unpacked bundle whose mappings/ folder holds hostile files beside the shipped default."""
+    root = bundle_copy(tmp_path / "bundle", {"bomb.yaml": ALIAS_BOMB, "merges.yaml": MERGE_BOMB,
+                                             "huge.yaml": "version: 1\n" + "#" * (2 << 20) + "\n"})
+    (root / "mappings" / "passwd.yaml").symlink_to("/etc/passwd")
+    os.mkfifo(root / "mappings" / "pipe.yaml")
+    return root / "scripts" / "outreach_send_receive.py"
+
+
+@pytest.mark.parametrize("value, says", [
+    ("/etc/passwd", "`/etc/passwd` is an absolute path"),
+    ("/dev/zero", "`/dev/zero` is an absolute path"),
+    ("../../../../../../etc/passwd", "leads out of the mappings/ folder (`..`)"),
+    ("mappings/passwd.yaml", "is a link that leads out of the mappings/ folder"),
+    ("mappings/pipe.yaml", "is not a regular file"),
+    ("mappings", "is not a regular file"),
+])
+def test_the_mapping_parameter_reads_only_the_bundles_mappings_folder(bare, bundle, value, says):
+    """Issue 16 §4: `mapping: /etc/passwd` printed the file's lines as YAML problems, `/dev/zero`
+    ran past TIMEOUT (a FIFO waits for a writer for ever). Now each is refused at once: exit 2, a
+    message naming the parameter, nothing of the file shown, nothing connected."""
+    code, output = run_capped(bare, bundle, value)
+    assert code == 2, output
+    assert says in output and ("`mapping` parameter" in output or "mapping file" in output), output
+    assert "root:" not in output and "/bin/" not in output, output
+    assert bare.wb.total_requests == 0 and bare.outreach.total_requests == 0
+
+
+@pytest.mark.parametrize("name", ["bomb.yaml", "merges.yaml"])
+def test_a_yaml_alias_bomb_is_an_invalid_mapping_not_a_machine_out_of_memory(bare, bundle, name):
+    """Issue 16 §4: 353 bytes of nested aliases grew to 3.6 GB, then exit 1, retried every
+    minute. Nested `<<` merges multiply the same way. Now: exit 2, "the mapping is invalid"."""
+    assert len((bundle.parent.parent / "mappings" / name).read_bytes()) < 600
+    code, output = run_capped(bare, bundle, f"mappings/{name}")
+    assert code == 2, output
+    assert "the mapping is invalid (1 problem)" in output
+    assert "stands for more than 50,000 values" in output
+    assert bare.wb.total_requests == 0
+
+
+def test_a_mapping_file_over_1_mb_is_refused_before_it_is_parsed(bare, bundle):
+    code, output = run_capped(bare, bundle, "mappings/huge.yaml")
+    assert code == 2, output
+    assert "huge.yaml:1:1: the mapping file is larger than 1 MB" in output
+
+
+def test_the_consultants_validator_refuses_a_device_instead_of_reading_it_for_ever(tmp_path):
+    """tools/validate_mapping takes any path on the consultant's machine, and still reads only
+    regular files: /dev/zero is a problem, not a hang."""
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (%d, %d)); "
+            "sys.argv = ['validate_mapping', '/dev/zero']; runpy.run_module('tools.validate_mapping', run_name='__main__')"
+            % (MEMORY_CAP, MEMORY_CAP))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("/dev/zero:1:1: the mapping file is not a regular file"), done.stdout

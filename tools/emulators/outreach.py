@@ -69,9 +69,12 @@ names a default the issue wins.
                                                              taken." (False models Purposeful Duplicates)
   excluded_domains                []            §5.2         email domains that get 422 "Contacts
                                                              contact is using an excluded email address."
-  string_max_length               255           §3.1, §3.2   limit of the 255-char strings (names, title,
-                                                             address, name/domain/customId...); JF's 50
-                                                             is the strict alternative
+  string_max_length               255           §3.1, §3.2,  limit of the 255-char strings (every prospect
+                                                §12          and account attribute whose OAS maxLength is
+                                                             255: names, title, address, facebookUrl,
+                                                             locality...); JF's 50 is the strict
+                                                             alternative. Other OAS limits (twitterUrl
+                                                             1000, custom1 32000...) are fixed
   strict_account_custom_id        False         R2.6         True: duplicate account customId -> 422
   page_size_over_max              "error"       §4.3, §10.9  page[size]/page[limit] > 1000: "error"
                                                              (400) or "clamp" to 1000
@@ -169,6 +172,7 @@ import re
 import secrets
 import threading
 import urllib.parse
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from werkzeug.wrappers import Request, Response
@@ -194,7 +198,7 @@ CONTROLLERS = {"prospects": "ApiV2::ProspectsController", "accounts": "ApiV2::Ac
 SEQUENCE_STATE_VALUES = ("active", "paused", "failed", "bounced", "pending", "disabled", "finished")
 
 # --------------------------------------------------------------------------------------------------
-# Attribute catalogue (§3.1–§3.3). Kinds of value: str, emails, arr (array of strings), int, num,
+# Attribute catalogue (§3.1–§3.3, §12). Kinds of value: str, emails, arr (array of strings), int, num,
 # bool, date, datetime, any. `limit` is a max length; "cfg" means the string_max_length switch.
 # --------------------------------------------------------------------------------------------------
 
@@ -217,61 +221,45 @@ def _catalogue(*groups: tuple[str, dict]) -> dict[str, Attr]:
 
 RO_FS = dict(ro=True, filterable=True, sortable=True)
 
-PROSPECT_ATTRS = _catalogue(
-    ("firstName lastName", dict(limit="cfg", filterable=True, sortable=True)),
-    ("middleName nickname", dict(limit="cfg")),
-    ("name", dict(ro=True)),
-    ("emails", dict(kind="emails", filterable=True)),
-    ("title", dict(limit="cfg", filterable=True, sortable=True)),
-    ("occupation", dict(limit="cfg")),
-    ("company", dict()),
-    ("workPhones mobilePhones homePhones otherPhones voipPhones tags", dict(kind="arr")),
-    ("addressStreet addressStreet2 addressCity addressState addressZip addressCountry", dict(limit="cfg")),
-    ("websiteUrl1 websiteUrl2 websiteUrl3 personalNote1 personalNote2 specialties", dict(limit=65535)),
-    ("linkedInUrl", dict(limit=1000)),
-    ("linkedInId twitterUsername githubUsername stackOverflowId",
-     dict(filterable=True, sortable=True)),
-    ("linkedInSlug", RO_FS),
-    ("linkedInConnections", dict(kind="int")),
-    ("twitterUrl facebookUrl githubUrl angelListUrl quoraUrl googlePlusUrl stackOverflowUrl", dict()),
-    (" ".join(f"custom{i}" for i in range(1, 151)), dict(limit=32000)),
-    ("externalId externalOwner", dict(limit="cfg")),
-    ("externalSource", RO_FS),
-    ("optedOut emailOptedOut callOptedOut", dict(kind="bool")),
-    ("emailsOptStatus callsOptStatus", dict(limit="cfg")),
-    ("optedOutAt emailsOptedAt callsOptedAt", dict(kind="datetime", ro=True)),
-    ("source campaignName eventName region preferredContact degree school gender", dict(limit="cfg")),
-    ("score", dict(kind="num")),
-    ("dateOfBirth graduationDate jobStartDate", dict(kind="date")),
-    ("addedAt availableAt trashedAt", dict(kind="datetime")),
-    ("timeZone", dict(limit="cfg", filterable=True)),
-    ("timeZoneIana timeZoneInferred", dict(ro=True)),
-    ("engagedAt touchedAt", dict(kind="datetime", **RO_FS)),
-    ("engagedScore", dict(kind="num", **RO_FS)),
-    ("openCount clickCount replyCount", dict(kind="int", ro=True)),
-    ("contactHistogram", dict(kind="any", ro=True)),
-    ("createdAt updatedAt", dict(kind="datetime", **RO_FS)),
-    ("sharingTeamId", dict(limit="cfg", filterable=True)),
-    # Not in the OAS but in real payloads (§3.1): rendered, never writable.
-    ("smsOptStatus smsOptedAt smsOptedOut", dict(ro=True)),
-)
+# Prospect and account attributes as Outreach's OpenAPI document gives them (§12): the extract
+# reference/outreach-attributes.json, of which the plugin ships a verbatim copy (its catalogue
+# reads the same facts; tests/test_catalogue.py checks the copy against the reference).
+OAS_ATTRIBUTES = Path(__file__).resolve().parents[2] / "plugin" / "data" / "outreach-attributes.json"
+_OAS_KINDS = {"array": "arr", "integer": "int", "number": "num", "boolean": "bool", "object": "any"}
+_OAS_STRING_KINDS = {"date": "date", "date-time": "datetime"}
 
-ACCOUNT_ATTRS = _catalogue(
-    ("name domain customId", dict(limit="cfg", filterable=True, sortable=True)),
-    ("naturalName websiteUrl industry", dict(limit="cfg")),
-    ("numberOfEmployees linkedInEmployees followers", dict(kind="int")),
-    (" ".join(f"custom{i}" for i in range(1, 151)), dict(limit=32000)),
-    ("externalSource", dict(ro=True)),
-    ("description", dict(limit=65535)),
-    ("companyType locality tickerSymbol annualRevenueRange", dict()),
-    ("linkedInUrl", dict(limit=1000)),
-    ("naicsCodes sicCodes tags", dict(kind="arr")),
-    ("foundedAt", dict(kind="datetime")),
-    ("buyerIntentScore", dict(kind="num", filterable=True, sortable=True)),
-    ("named", dict(kind="bool", filterable=True, sortable=True)),
-    ("createdAt updatedAt touchedAt", dict(kind="datetime", **RO_FS)),
-    ("sharingTeamId", dict(filterable=True)),
-)
+
+def _oas_attr(name: str, spec: dict) -> Attr:
+    kind = (_OAS_STRING_KINDS.get(spec.get("format"), "str") if spec["type"] == "string"
+            else _OAS_KINDS[spec["type"]])
+    limit = spec.get("maxLength")
+    # The 255-character strings follow the string_max_length switch (§3.1: JF's mock says 50).
+    return Attr(name, kind, "cfg" if limit == 255 else limit, ro=bool(spec.get("readonly")),
+                filterable=bool(spec.get("filterable")), sortable=bool(spec.get("sortable")))
+
+
+def _oas_catalogue(object_type: str, overrides: dict[str, dict]) -> dict[str, Attr]:
+    specs = json.loads(OAS_ATTRIBUTES.read_text(encoding="utf-8"))["objects"][object_type]["attributes"]
+    table = {name: _oas_attr(name, spec) for name, spec in specs.items()}
+    for name, changes in overrides.items():
+        base = table.get(name, Attr(name))
+        table[name] = Attr(name, **{"kind": base.kind, "limit": base.limit, "ro": base.ro,
+                                    "filterable": base.filterable, "sortable": base.sortable, **changes})
+    return table
+
+
+PROSPECT_ATTRS = _oas_catalogue("prospect", {
+    "emails": dict(kind="emails"),             # §3.1: array<string(email)>, validated as emails
+    "contactHistogram": dict(kind="any"),      # read-only; an array of arrays
+    # §3.1: no readonly badge in the OAS, but PYSDK marks it read-only [C]; server-set [I].
+    "externalSource": dict(ro=True),
+    # Not in the OAS but in real payloads (§3.1): rendered, never writable.
+    "smsOptStatus": dict(ro=True), "smsOptedAt": dict(ro=True), "smsOptedOut": dict(ro=True),
+})
+
+ACCOUNT_ATTRS = _oas_catalogue("account", {
+    "externalSource": dict(ro=True),           # §3.2: PYSDK marks it read-only [C]
+})
 
 USER_ATTRS = _catalogue(
     ("email", dict(limit=255, filterable=True, sortable=True)),

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...emails import invisible
 from ...snapshot import Snapshot
 
 # Deliberately permissive (Outreach is the final judge), but catches the common typos that
@@ -65,7 +66,7 @@ def clip(text: str, limit: int) -> str:
 
 
 def valid_email(value: Any) -> bool:
-    return isinstance(value, str) and bool(_EMAIL.match(value))
+    return isinstance(value, str) and bool(_EMAIL.match(value)) and invisible(value) is None
 
 
 def check_prospect_emails(attributes: dict) -> str | None:
@@ -75,6 +76,8 @@ def check_prospect_emails(attributes: dict) -> str | None:
     if not emails:
         return "no email address: Outreach needs one to create a prospect (fill in the Email field)"
     bad = [e for e in emails if not valid_email(e)]
+    if bad and isinstance(bad[0], str) and invisible(bad[0]):     # a look-alike of another address
+        return f"the email address {bad[0]!r} contains {invisible(bad[0])}, an invisible character: retype the Email field"
     if bad:
         return f"invalid email address {bad[0]!r}: correct the Email field"
     return None
