@@ -71,6 +71,11 @@ names a default the issue wins.
   patch_unchanged_email_error     False         §5.2, §10.6  True: a PATCH whose `emails` equal the
                                                              prospect's own -> 422
                                                              validationDuplicateValueError
+  api_root_shape                  "application" §2 [C]/[I]   GET /api/v2 (shape unknown): "application"
+                                                             names the token's user as
+                                                             data.attributes.userId; "opaque" answers
+                                                             200 naming no user (a client must then
+                                                             treat the user as unknown)
 
 Guesses (the reference gives no answer; each is [I] and pinned by a test):
   * PATCH body id/type differing from the URL/collection -> 409 `conflict` (JSON:API); also POST.
@@ -301,6 +306,7 @@ class OutreachEmulator(Emulator):
         "token_mint_min_interval": 60,
         "token_scope_separator": "+",
         "unauthorized_body": "jsonapi",
+        "api_root_shape": "application",
         "strict_content_type": True,
         "rate_limit_per_hour": 10000,
         "rate_limit_remaining_two_values": False,
@@ -862,6 +868,8 @@ class OutreachEmulator(Emulator):
     def _route(self, request: Request, path: str, grant: dict) -> Response:
         parts = path.split("/")[3:]  # "", "api", "v2", kind, id
         if not parts:
+            if self.config["api_root_shape"] == "opaque":
+                return self._ok({"data": {"type": "application", "attributes": {}}})
             return self._ok({"data": {"type": "application", "attributes": {
                 "clientId": grant["client_id"], "scopes": sorted(grant["scopes"]), "userId": grant["user_id"]}}})
         kind = parts[0]
