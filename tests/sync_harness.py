@@ -14,7 +14,7 @@ from pathlib import Path
 
 from plugin import authorise, install, runner
 from tests.install_helpers import (CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, WEB_HOST, WEB_PATH,
-                                   follow_to_callback)
+                                   follow_to_callback, form_token)
 from tools.run_output import PrintedLines
 from tools.web_browser import Browser, own_redirect
 
@@ -96,6 +96,11 @@ class Sandbox:
         code, state = follow_to_callback(location)
         callback = self.web({"code": code, "state": state})
         assert "[header] Status: 200" in callback.output, callback.output
+
+    def revoke(self) -> Result:
+        """Press the status page's Revoke button (a POST with the page's anti-forgery token)."""
+        page = self.web({})
+        return self.web({"action": "revoke", "form_token": form_token(page.output, "revoke")}, method="POST")
 
     def ready(self, owner_email: str = "owner@corp.example") -> "Sandbox":
         if not self.outreach.records("users"):
