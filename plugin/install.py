@@ -692,9 +692,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--purge", action="store_true", help="with --uninstall: delete the custom fields "
                         "and their data too")
     parser.add_argument("--client-id", help="the Outreach OAuth client id (param outreach_client_id)")
-    parser.add_argument("--client-secret", help="the Outreach OAuth client secret (param outreach_client_secret)")
+    parser.add_argument("--client-secret", help="the Outreach OAuth client secret: visible to other users "
+                        "(ps, shell history), prefer one of the next three")
+    parser.add_argument("--client-secret-file", metavar="FILE", help="read the client secret from FILE "
+                        f"(else env {SECRET_ENV}, else param outreach_client_secret, else a prompt when "
+                        "--client-id is given at a terminal)")
     parser.add_argument("--redirect-uri", help="the OAuth redirect URI registered with Outreach "
-                        "(param outreach_redirect_uri); default: the web process works it out")
+                        "(param outreach_redirect_uri); default: the web process's own address, accepted "
+                        "only when it is the Workbooks service's host")
     parser.add_argument("--manifest", help="the manifest to install (default: the bundle's manifest.yaml)")
     parser.add_argument("--wait", type=float, default=360.0, metavar="SECONDS",
                         help="how long to wait for Workbooks to create custom fields (default 360)")
@@ -702,6 +707,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.purge and not args.uninstall:
         parser.error("--purge only goes with --uninstall")
     return args
+
+
+SECRET_ENV = "OUTREACH_CLIENT_SECRET"
+
+
+def client_secret_of(args: argparse.Namespace, params: dict, log, *, environ: dict | None = None,
+                     stdin=None, ask: Callable[[str], str] | None = None) -> str | None:
+    """The OAuth client secret, from (in order) --client-secret (with a warning: the command line
+    is visible in `ps` and shell history), --client-secret-file, env OUTREACH_CLIENT_SECRET, the
+    parameter outreach_client_secret, or — when --client-id is given and stdin is a terminal — a
+    prompt that does not echo. None when none of them has one."""
+    import getpass
+    import os
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin if stdin is None else stdin
+    if args.client_secret:
+        log.warning("the OAuth client secret was given with --client-secret, where other users of this "
+                    f"computer can see it (ps, shell history): use --client-secret-file, env {SECRET_ENV} "
+                    "or the prompt instead")
+        return args.client_secret
+    if args.client_secret_file:
+        try:
+            with open(args.client_secret_file, encoding="utf-8") as handle:
+                secret = handle.read(4096).strip()
+        except OSError as exc:
+            raise ActionRequired(f"cannot read the client secret file {args.client_secret_file}: "
+                                 f"{exc.strerror or exc}") from None
+        if not secret:
+            raise ActionRequired(f"the client secret file {args.client_secret_file} is empty")
+        return secret
+    for value in (environ.get(SECRET_ENV), params.get("outreach_client_secret")):
+        if value:
+            return str(value)
+    if args.client_id and getattr(stdin, "isatty", lambda: False)():
+        secret = (ask or getpass.getpass)("Outreach OAuth client secret (not shown): ").strip()
+        return secret or None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -720,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(["--params", args.params] if args.params else [])
         client = {"client_id": args.client_id or params.get("outreach_client_id"),
-                  "client_secret": args.client_secret or params.get("outreach_client_secret"),
+                  "client_secret": client_secret_of(args, params, log),
                   "redirect_uri": args.redirect_uri or params.get("outreach_redirect_uri")}
         redactor.add(client["client_secret"])
         manifest = load_manifest(args.manifest)

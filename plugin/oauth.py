@@ -48,6 +48,8 @@ RETRY_REFRESH_AFTER = 60      # after a postponed refresh, keep the valid token 
 DEFAULT_SCOPES = ("prospects.all", "accounts.all", "users.read", "sequences.read", "sequenceStates.read")
 
 NOT_AUTHORISED = "Outreach is not authorised: run the authorisation"
+#: How a refused authorisation code is reported (the web page answers it as a bad request).
+CODE_REFUSED = "Outreach refused the authorisation code"
 
 
 def client_credentials(params: dict, install: dict | None) -> tuple[str | None, str | None, str | None]:
@@ -91,6 +93,7 @@ class OutreachAuth:
         self.save_attempts = save_attempts
         self._tokens: dict | None = None
         self._pending: dict | None = None     # refreshed but not yet saved: never handed out
+        self._redeemed: list[dict] = []       # codes exchanged here, adopted or not
         self._postponed_at: float | None = None   # when a due refresh last failed transiently
         self.refreshes = 0
         http.add_secret_source(self.secrets)
@@ -98,7 +101,7 @@ class OutreachAuth:
     # --- what must never be printed ----------------------------------------------------------------
     def secrets(self) -> list[str]:
         found = [self.client_secret]
-        for tokens in (self._tokens, self._pending):
+        for tokens in (self._tokens, self._pending, *self._redeemed):
             if tokens:
                 found += [tokens.get("access_token"), tokens.get("refresh_token")]
         return [s for s in found if s]
@@ -139,7 +142,7 @@ class OutreachAuth:
         if not isinstance(tokens, dict) or not tokens.get("access_token"):
             return None
         return {k: tokens.get(k) for k in ("database", "instance_url", "scopes", "expires_at",
-                                           "authorised_at", "refreshed_at")}
+                                           "authorised_at", "refreshed_at", "outreach_user")}
 
     # --- handing out tokens ------------------------------------------------------------------------
     def access_token(self) -> str:
@@ -234,17 +237,27 @@ class OutreachAuth:
     def exchange_code(self, code: str, *, instance_url: str | None = None) -> dict:
         """Exchange the callback's code, store the tokens bound to this database, and return the
         status summary (no tokens)."""
+        return self.adopt(self.redeem_code(code, instance_url=instance_url))
+
+    def redeem_code(self, code: str, *, instance_url: str | None = None) -> dict:
+        """Exchange the callback's code for a token record bound to this database, NOT stored:
+        the authorisation page decides first whether it may replace the current connection."""
         self._require_client()
         form = {"grant_type": "authorization_code", "code": code, "client_id": self.client_id,
                 "client_secret": self.client_secret}
         if self.redirect_uri:
             form["redirect_uri"] = self.redirect_uri
-        answer = self._token_request(form, refusal="Outreach refused the authorisation code ({reason}): it "
-                                                   "expired or was already used; start the authorisation again")
+        answer = self._token_request(form, refusal=CODE_REFUSED + " ({reason}): it expired or was "
+                                                   "already used; start the authorisation again")
         now = self._clock()
         record = self._record(answer, previous={})
         record.update(instance_url=instance_url, database=dict(self.database), authorised_at=_iso(now),
                       refreshed_at=None)
+        self._redeemed.append(record)   # not for use until adopted, but redacted from now on
+        return record
+
+    def adopt(self, record: dict) -> dict:
+        """Store a record from `redeem_code` as the connection; returns the status summary."""
         self._pending = record
         self._save(record)
         return self.status() or {}

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from tools.run_output import PrintedLines
+from tools.web_browser import Browser, own_redirect
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "scripts" / "outreach_install.py"
@@ -62,6 +63,7 @@ class Plugin:
         self.tmp = tmp_path
         self.api_key = api_key or workbooks_server.app.create_api_key()
         self.outputs: list[Run] = []
+        self.browser = Browser(WEB_HOST, WEB_PATH)       # the administrator's
         self._n = 0
 
     def params(self, **extra) -> dict:
@@ -89,14 +91,17 @@ class Plugin:
     def install(self, *args: str, **kw) -> Run:
         return self.run(INSTALL, *args, **kw)
 
-    def web(self, request: dict, *, method: str = "GET", params: dict | None = None) -> Run:
-        """The authorisation web process answering one request: `request` holds query values."""
+    def web(self, request: dict, *, method: str = "GET", params: dict | None = None,
+            browser: Browser | None = None, follow: bool = True) -> Run:
+        """The authorisation web process answering one request from `browser` (default: this
+        administrator's): `request` holds query values (form values for a POST). The browser
+        keeps the cookies the page sets and follows a redirect back to the page itself."""
+        browser = browser or self.browser
         base = self.params() if params is None else params
-        server = {"_server_REQUEST_METHOD": method, "_server_HTTP_HOST": WEB_HOST,
-                  "_server_REQUEST_URI": WEB_PATH + ("?" + "&".join(f"{k}=x" for k in request) if request else ""),
-                  "_server_HTTPS": "on"}
-        prefix = "_post_" if method == "POST" else "_query_"
-        return self.run(AUTHORISE, params={**base, **server, **{prefix + k: v for k, v in request.items()}})
+        run = self.run(AUTHORISE, params={**base, **browser.params(request, method)})
+        browser.keep(run.lines)
+        again = own_redirect(run.lines) if follow else None
+        return self.web(again, params=params, browser=browser, follow=False) if again else run
 
     # --- what is in Workbooks ------------------------------------------------------------------------
     def fields(self, resource_type: str | None = None) -> list[dict]:
@@ -121,13 +126,18 @@ class Plugin:
                 if not key.startswith("GET ") and "/login" not in key and "/logout" not in key}
 
     # --- the OAuth round trip --------------------------------------------------------------------------
-    def authorise(self) -> tuple[Run, Run]:
-        """start → the emulator's /oauth/authorize → its 302 back → callback. Returns both runs."""
-        start = self.web({"action": "start"})
+    def authorise(self, browser: Browser | None = None) -> tuple[Run, Run]:
+        """start → the emulator's /oauth/authorize → its 302 back → callback, in one browser.
+        Returns both runs."""
+        start = self.web({"action": "start"}, browser=browser)
         assert start.status == 302, start.output
         code, state = follow_to_callback(start.header("Location"))
-        callback = self.web({"code": code, "state": state})
+        callback = self.web({"code": code, "state": state}, browser=browser)
         return start, callback
+
+    def form_token(self, page: Run, purpose: str) -> str:
+        """The anti-forgery token of the page's form `purpose`, as the browser would post it."""
+        return form_token(page.body, purpose)
 
 
 def follow_to_callback(location: str) -> tuple[str, str]:
@@ -146,3 +156,12 @@ def assert_no_secrets(text: str, secrets: list[str]) -> None:
     for secret in secrets:
         if secret:
             assert secret not in text, f"a secret ({secret[:4]}…) appears in the output"
+
+
+def form_token(body: str, purpose: str) -> str:
+    """The hidden form_token of the form whose action is `purpose` in a page's HTML."""
+    import re
+    found = re.search(rf'<form method="post" action="\?action={purpose}">.*?name="form_token" value="([^"]*)"',
+                      body)
+    assert found, f"no {purpose} form on the page"
+    return found.group(1)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugin import authorise, install, runner
-from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, WEB_HOST, WEB_PATH, follow_to_callback
+from tests.install_helpers import (CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, WEB_HOST, WEB_PATH,
+                                   follow_to_callback, form_token)
 from tools.run_output import PrintedLines
+from tools.web_browser import Browser, own_redirect
 
 WEB_URL = "https://web.outreach.test"
 RUNNER = Path(__file__).resolve().parent.parent / "scripts" / "outreach_send_receive.py"
@@ -34,6 +36,7 @@ class Sandbox:
         self.tmp = tmp_path
         self.api_key = self.wb.create_api_key()
         self.extra: dict = {}
+        self.browser = Browser(WEB_HOST, WEB_PATH)       # the administrator's
         self._n = 0
 
     # --- parameters and scripts ----------------------------------------------------------------
@@ -65,15 +68,26 @@ class Sandbox:
         return Result(code, out.getvalue())
 
     def install(self) -> Result:
-        result = self._call(install.main, self.params(), "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
+        # The redirect URI registered with Outreach is recorded, as docs/installing.md advises.
+        result = self._call(install.main, self.params(), "--client-id", CLIENT_ID, "--client-secret-file",
+                            str(self._secret_file()), "--redirect-uri", REDIRECT_URI)
         assert result.code == 0, result.output
         return result
 
-    def web(self, request: dict, method: str = "GET") -> Result:
-        server = {"_server_REQUEST_METHOD": method, "_server_HTTP_HOST": WEB_HOST,
-                  "_server_REQUEST_URI": WEB_PATH, "_server_HTTPS": "on"}
-        prefix = "_post_" if method == "POST" else "_query_"
-        return self._call(authorise.main, {**self.params(), **server, **{prefix + k: v for k, v in request.items()}})
+    def _secret_file(self) -> Path:
+        path = self.tmp / "client-secret.txt"
+        path.write_text(CLIENT_SECRET + "\n", encoding="utf-8")
+        return path
+
+    def web(self, request: dict, method: str = "GET", browser: Browser | None = None,
+            follow: bool = True) -> Result:
+        """One request to the authorisation web process from `browser` (default: the
+        administrator's), which keeps the page's cookies and follows its redirects to itself."""
+        browser = browser or self.browser
+        result = self._call(authorise.main, {**self.params(), **browser.params(request, method)})
+        browser.keep(result.lines)
+        again = own_redirect(result.lines) if follow else None
+        return self.web(again, browser=browser, follow=False) if again else result
 
     def authorise(self) -> None:
         start = self.web({"action": "start"})
@@ -82,6 +96,11 @@ class Sandbox:
         code, state = follow_to_callback(location)
         callback = self.web({"code": code, "state": state})
         assert "[header] Status: 200" in callback.output, callback.output
+
+    def revoke(self) -> Result:
+        """Press the status page's Revoke button (a POST with the page's anti-forgery token)."""
+        page = self.web({})
+        return self.web({"action": "revoke", "form_token": form_token(page.output, "revoke")}, method="POST")
 
     def ready(self, owner_email: str = "owner@corp.example") -> "Sandbox":
         if not self.outreach.records("users"):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.install_helpers import (CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Plugin, assert_no_secrets,
                                    follow_to_callback)
+from tools.web_browser import own_redirect
 
 
 @pytest.fixture
@@ -19,7 +21,8 @@ def plugin(workbooks_server, outreach_server, tmp_path, request):
     workbooks_server.app.config.update(getattr(request, "param", {}))
     outreach_server.app.add_user("owner@acme.example", "owner")
     plugin = Plugin(workbooks_server, tmp_path, outreach_server)
-    installed = plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
+    installed = plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                               "--redirect-uri", REDIRECT_URI)
     assert installed.returncode == 0, installed.output
     return plugin
 
@@ -105,7 +108,7 @@ def test_a_replayed_or_unknown_state_is_refused(plugin):
     forged = plugin.web({"code": code, "state": "not-a-state-we-issued"})
 
     for run in (replay, forged):
-        assert run.returncode == 2
+        assert run.returncode == 0          # a bad request: a plain page, and the process stays on
         assert run.status == 400
         assert "not one this database started, or it was already used" in run.body
     assert plugin.state("tokens") == first_tokens
@@ -119,7 +122,7 @@ def test_a_state_started_in_another_database_is_refused(plugin):
 
     callback = plugin.web({"code": code, "state": state})
 
-    assert callback.returncode == 2 and callback.status == 400
+    assert callback.returncode == 0 and callback.status == 400
     assert ("This authorisation was started in Emulated Database (id 1, instance 4242), not in this "
             "database (Copy of Emulated Database (id 1, instance 9999))") in callback.body
     assert plugin.state("tokens") is None
@@ -146,22 +149,27 @@ def test_revoke_needs_a_post_then_deletes_the_tokens(plugin):
     assert '<form method="post"' in confirm.body
     assert plugin.state("tokens") is not None
 
-    revoked = plugin.web({"action": "revoke"}, method="POST")
+    forged = plugin.web({"action": "revoke"}, method="POST")      # another site's form: no token
+    assert forged.returncode == 0 and forged.status == 403
+    assert "did not come from this page's form. Nothing was changed." in unescape(forged.body)
+    assert plugin.state("tokens") is not None
+
+    revoked = revoke(plugin, confirm)
     assert revoked.returncode == 0, revoked.output
     assert plugin.state("tokens") is None
     assert "Outreach access was revoked" in revoked.body
     assert "<h1>Outreach is not connected</h1>" in revoked.body
     assert_no_secrets(revoked.output, [plugin.api_key, CLIENT_SECRET])
 
-    again = plugin.web({"action": "revoke"}, method="POST")
+    again = revoke(plugin, confirm)
     assert "There were no stored Outreach tokens to revoke." in again.body
 
 
 def test_revoke_from_the_command_line_needs_no_form(plugin):
     plugin.authorise()
-    params = {**plugin.params(), "_query_action": "revoke"}     # no _server_*: not a web request
-    run = plugin.run(plugin_script("authorise"), params=params)
+    run = plugin.run(plugin_script("authorise"), "--revoke")
     assert run.returncode == 0, run.output
+    assert run.summary == "[notice] Outreach access was revoked: the stored tokens are deleted"
     assert plugin.state("tokens") is None
 
 
@@ -174,7 +182,7 @@ def test_a_refused_authorisation_stores_nothing(plugin):
 
     callback = plugin.web(query)
 
-    assert callback.returncode == 2 and callback.status == 400
+    assert callback.returncode == 0 and callback.status == 400
     assert "Outreach did not grant access (access_denied" in callback.body
     assert plugin.state("tokens") is None
 
@@ -185,7 +193,7 @@ def test_a_code_outreach_rejects_is_explained(plugin):
 
     callback = plugin.web({"code": "a-code-outreach-never-issued", "state": state})
 
-    assert callback.returncode == 2 and callback.status == 400
+    assert callback.returncode == 0 and callback.status == 400
     assert "Outreach refused the authorisation code (invalid_grant)" in callback.body
     assert plugin.state("tokens") is None
     assert "a-code-outreach-never-issued" not in callback.output
@@ -204,7 +212,8 @@ def test_start_without_an_oauth_client_says_how_to_configure_it(workbooks_server
 def test_client_credentials_as_parameters_work_without_install_state(workbooks_server, outreach_server, tmp_path):
     outreach_server.app.add_user("owner@acme.example", "owner")
     plugin = Plugin(workbooks_server, tmp_path, outreach_server)
-    base = plugin.params(outreach_client_id=CLIENT_ID, outreach_client_secret=CLIENT_SECRET)
+    base = plugin.params(outreach_client_id=CLIENT_ID, outreach_client_secret=CLIENT_SECRET,
+                         outreach_redirect_uri=REDIRECT_URI)
 
     start = plugin.web({"action": "start"}, params=base)
     code, state = follow_to_callback(start.header("Location"))
@@ -227,7 +236,7 @@ def test_everything_printed_is_html_escaped(plugin):
 
 def test_unknown_action(plugin):
     run = plugin.web({"action": "explode"})
-    assert run.returncode == 2 and run.status == 400
+    assert run.returncode == 0 and run.status == 400
     assert "The action &#x27;explode&#x27; is not one this page knows" in run.body
 
 
@@ -243,6 +252,11 @@ def test_bad_credentials_give_a_page_and_exit_2(plugin):
     run = plugin.web({}, params=plugin.params(workbooks_api_key=bad))
     assert run.returncode == 2 and run.status == 400
     assert_no_secrets(run.output, [bad])
+
+
+def revoke(plugin: Plugin, page, **kw):
+    """Press the page's Revoke button: a POST carrying the form's anti-forgery token."""
+    return plugin.web({"action": "revoke", "form_token": plugin.form_token(page, "revoke")}, method="POST", **kw)
 
 
 def plugin_script(name: str):
@@ -269,9 +283,13 @@ def test_no_secret_in_any_output_of_a_full_cycle(workbooks_server, outreach_serv
         # run a fresh one, as it would.
         fresh = workbooks_server.app.create_session()
         seen.append(fresh["session_id"])
-        return plugin.web(request, method=method, params={**engine, "_workbooks_session_id": fresh["session_id"]})
+        run = plugin.web(request, method=method, follow=False,
+                         params={**engine, "_workbooks_session_id": fresh["session_id"]})
+        again = own_redirect(run.lines)          # the browser follows the page's redirect to itself
+        return web(again) if again else run
 
-    assert plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, params=engine).returncode == 0
+    assert plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-uri",
+                          REDIRECT_URI, params=engine).returncode == 0
     for _round in range(2):
         start = web({"action": "start"})
         code, state = follow_to_callback(start.header("Location"))
@@ -279,10 +297,12 @@ def test_no_secret_in_any_output_of_a_full_cycle(workbooks_server, outreach_serv
         assert web({"code": code, "state": state}).returncode == 0
         tokens = plugin.state("tokens")
         seen += [tokens["access_token"], tokens["refresh_token"]]
-        assert web({}).returncode == 0
+        page = web({})
+        assert page.returncode == 0
         assert plugin.install("--check", params={**engine, "_workbooks_session_id":
                                                  workbooks_server.app.create_session()["session_id"]}).returncode == 0
-        assert web({"action": "revoke"}, method="POST").returncode == 0
+        assert web({"action": "revoke", "form_token": plugin.form_token(page, "revoke")},
+                   method="POST").returncode == 0
     assert plugin.install("--uninstall", params={**engine, "_workbooks_session_id":
                                                  workbooks_server.app.create_session()["session_id"]}).returncode == 0
 
@@ -310,8 +330,8 @@ def test_authorised_runner_syncs_and_after_revoke_exits_2(plugin):
     assert plugin.wb.app.record("people", person["id"])["cf_person_outreach_id"] == str(prospect["id"])
 
     used = secrets_of(plugin)                          # the tokens the runner used
-    revoked = plugin.web({"action": "revoke"}, method="POST")
-    assert revoked.returncode == 0
+    revoked = revoke(plugin, plugin.web({}))
+    assert revoked.returncode == 0 and plugin.state("tokens") is None
     stopped = plugin.run(runner)
 
     assert stopped.returncode == 2, stopped.output

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from plugin.manifest import load_manifest
-from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, ROOT, Plugin, assert_no_secrets
+from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, ROOT, Plugin, assert_no_secrets
 
 PERSON, ORGANISATION = "Private::Crm::Person", "Private::Crm::Organisation"
 MANIFEST = load_manifest()
@@ -451,7 +451,8 @@ def test_authorising_with_unknown_settings_asks_for_the_process_to_be_switched_o
     # the process on; its page and a later --check say to do it by hand
     outreach_server.app.add_user("owner@acme.example", "owner")
     plugin = Plugin(workbooks_server, tmp_path, outreach_server)
-    assert plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET).returncode == 0
+    assert plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                          "--redirect-uri", REDIRECT_URI).returncode == 0
     _, callback = plugin.authorise()
     assert callback.returncode == 0 and callback.status == 200, callback.output
     assert "Now switch on the scheduled process &#x27;Outreach Send/Receive&#x27; in Workbooks" in callback.body

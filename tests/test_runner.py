@@ -84,7 +84,7 @@ def test_invalid_mapping_exits_2_before_writing_anything(sb, tmp_path):
 
 
 def test_not_authorised_exits_2_with_a_clear_message(sb):
-    revoke = sb.web({"action": "revoke"}, method="POST")
+    revoke = sb.revoke()
     assert revoke.code == 0, revoke.output
     sb.person(email="ann@acme.example")
     result = sb.run_script()

@@ -39,6 +39,7 @@ import yaml
 from tools import demo_company
 from tools.demo_checks import shorten, verdicts
 from tools.run_output import PrintedLines
+from tools.web_browser import Browser, own_redirect
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -302,6 +303,7 @@ class Demo:
         self.imported: list[str] = []
         self.cycles: list[Cycle] = []
         self.steps: dict[str, dict] = {}
+        self.browser: Browser | None = None                # the administrator's, once it opens the page
         self.timeout = args.timeout or _manifest_timeout()
         self.started = time.monotonic()
 
@@ -458,14 +460,17 @@ class Demo:
             self.out.line(f"   Scheduled process \"Outreach Send/Receive\": enabled={process.get('enabled')}, "
                           f"every {process.get('frequency_minutes')} min, max run {process.get('timeout_seconds')}s")
 
-    def _web(self, query: dict) -> ScriptRun:
-        host = urlsplit(self.wb.url).netloc
-        server = {"_server_REQUEST_METHOD": "GET", "_server_HTTP_HOST": host, "_server_HTTPS": "off",
-                  "_server_REQUEST_URI": WEB_PROCESS_PATH}
+    def _web(self, query: dict, follow: bool = True) -> ScriptRun:
+        """One request from the administrator's browser, which keeps the page's cookie and follows
+        a redirect back to the page itself (tools.web_browser)."""
+        if self.browser is None:
+            self.browser = Browser(urlsplit(self.wb.url).netloc, WEB_PROCESS_PATH, https=False)
         params = {**self.wb_params(), "outreach_api_url": f"{self.outreach.url}/api/v2",
-                  "outreach_oauth_url": f"{self.outreach.url}/oauth", **server,
-                  **{f"_query_{k}": v for k, v in query.items()}}
-        return self.scripts.run("outreach_authorise.py", params)
+                  "outreach_oauth_url": f"{self.outreach.url}/oauth", **self.browser.params(query)}
+        run = self.scripts.run("outreach_authorise.py", params)
+        self.browser.keep(run.lines)
+        again = own_redirect(run.lines) if follow else None
+        return self._web(again, follow=False) if again else run
 
     # --- 5. cycles ---------------------------------------------------------------------------------
     def wb_params(self) -> dict:

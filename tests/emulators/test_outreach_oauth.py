@@ -376,3 +376,12 @@ def test_api_root_describes_the_token(outreach_server):
     api, uid = connect(outreach_server, "users.read")
     r = api.get("/api/v2")
     assert r.status_code == 200 and r.json()["data"]["attributes"]["userId"] == uid
+
+
+def test_api_root_can_name_no_user(outreach_server):
+    """§2 [I]: the API root's shape is unknown; `api_root_shape=opaque` answers 200 naming nobody,
+    so a client cannot take the token's user from it."""
+    outreach_server.app.config["api_root_shape"] = "opaque"
+    api, _uid = connect(outreach_server, "users.read")
+    r = api.get("/api/v2")
+    assert r.status_code == 200 and r.json() == {"data": {"type": "application", "attributes": {}}}

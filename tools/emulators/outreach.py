@@ -114,6 +114,11 @@ names a default the issue wins.
                                                              lose it (seeded by query number); 0 never
   trap_seed                       0             §9           seed of the two traps' dice: a replay of
                                                              the same requests meets the same traps
+  api_root_shape                  "application" §2 [C]/[I]   GET /api/v2 (shape unknown): "application"
+                                                             names the token's user as
+                                                             data.attributes.userId; "opaque" answers
+                                                             200 naming no user (a client must then
+                                                             treat the user as unknown)
 The updatedAt filter's bounds are always inclusive (§4.1 [C]: a..b, [gte], [lte]).
 
 Guesses (the reference gives no answer; each is [I] and pinned by a test):
@@ -412,6 +417,7 @@ class OutreachEmulator(OutreachActivity, Emulator):
         "token_mint_min_interval": 60,
         "token_scope_separator": "+",
         "unauthorized_body": "jsonapi",
+        "api_root_shape": "application",
         "strict_content_type": True,
         "rate_limit_per_hour": 10000,
         "rate_limit_remaining_two_values": False,
@@ -1011,6 +1017,8 @@ class OutreachEmulator(OutreachActivity, Emulator):
     def _route(self, request: Request, path: str, grant: dict) -> Response:
         parts = path.split("/")[3:]  # "", "api", "v2", kind, id
         if not parts:
+            if self.config["api_root_shape"] == "opaque":
+                return self._ok({"data": {"type": "application", "attributes": {}}})
             return self._ok({"data": {"type": "application", "attributes": {
                 "clientId": grant["client_id"], "scopes": sorted(grant["scopes"]), "userId": grant["user_id"]}}})
         kind = parts[0]

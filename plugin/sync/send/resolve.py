@@ -5,6 +5,7 @@ recovery); any other match makes the record an Outreach Duplicate and nothing is
 """
 from __future__ import annotations
 
+from ...emails import normalise
 from ...errors import OutreachValidation
 from ...snapshot import Snapshot
 from ..context import RunContext
@@ -91,18 +92,18 @@ class ProspectResolver(Resolver):
         by_email: dict[str, list[dict]] = {}
         for resource in self.ctx.outreach.find_prospects_by_emails(emails):
             for email in (resource.get("attributes") or {}).get("emails") or []:
-                by_email.setdefault(str(email).lower(), []).append(resource)
+                by_email.setdefault(normalise(str(email)), []).append(resource)
         for item in items:
             # Ours from an unconfirmed create, found by the emails it was created with: adopt it
             # (the diff then sends the new email). Someone else's record under an old email is
             # no reason to call this one a duplicate, so only the current emails judge that.
             marker = self.ctx.marker(self.kind, item.id)
-            mine = [r for e in earlier[item.id] for r in by_email.get(e.lower(), [])
+            mine = [r for e in earlier[item.id] for r in by_email.get(normalise(e), [])
                     if (r.get("attributes") or {}).get(self.kind.marker_attribute) == marker]
             if mine:
                 self.adopt(item, mine[0])
                 continue
-            matches = {r["id"]: r for e in item.mapped["emails"] for r in by_email.get(e.lower(), [])}
+            matches = {r["id"]: r for e in item.mapped["emails"] for r in by_email.get(normalise(e), [])}
             self.match(item, list(matches.values()), self.what(item))
 
     def refind_after_conflict(self, item: Item, exc: OutreachValidation) -> list[dict] | None:
