@@ -52,7 +52,7 @@ CONFLICT_RULES = ("workbooks_wins", "outreach_wins")
 #: Workbooks field as it is (text stays text, a number a number, true/false true/false). Any
 #: other step (to_list, split, join, template, value_map, date, datetime, domain) loses or
 #: reshapes something, so a receiving field with one needs its own `receive_transforms`.
-REVERSIBLE = frozenset({"trim", "lower", "upper", "truncate", "boolean", "number"})
+REVERSIBLE = frozenset({"trim", "lower", "upper", "truncate", "max_length", "boolean", "number"})
 
 
 # --- problems -----------------------------------------------------------------------------------

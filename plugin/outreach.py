@@ -174,6 +174,10 @@ class OutreachClient:
                 left = min(left, self._remaining - REMAINING_SAFETY)
         return max(0, left)
 
+    def seconds_left_in_window(self) -> float:
+        """Until the plugin's own hourly budget starts again."""
+        return max(0.0, self._window()["window_start"] + WINDOW - self._clock())
+
     @contextmanager
     def keeping(self, reserve: int) -> Iterator[None]:
         """Inside: the budget counts as spent while only `reserve` requests are left, so that

@@ -124,7 +124,9 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
                                             field_limits={kind: fields.write_limits(install, kind)
                                                           for kind in NAMES}))
         report = run.execute()
-        if outreach.requests_made and not dry_run:
+        # An idle run's polls are not saved: that would be a write every idle minute, and
+        # Outreach's own limit headers count them anyway.
+        if outreach.requests_made and not dry_run and not report.skipped:
             _save_quietly(state, BUDGET, budget_state, log)
         log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}")
     finally:

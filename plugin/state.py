@@ -66,16 +66,37 @@ def unconfirmed_key(kind: str) -> str:
     return f"unconfirmed.{kind}"
 
 
+SEQUENCE_STATES_FEED = "sequenceStates"
+SEQUENCE_NAMES = "receive.sequence_names"   # sequence id → its name, read once (receive/states.py)
+
+
+def receive_key(feed: str) -> str:
+    """Where the receive side's read of one Outreach change feed (`prospects`, `accounts`,
+    `sequenceStates`) starts next run."""
+    return f"receive.{feed}"
+
+
+def receive_keys(kinds: Iterable) -> list[str]:
+    """The receive side's keys for these kinds: a feed per kind, the sequence-state feed and its
+    names for a kind that receives sequence states."""
+    kinds = list(kinds)
+    keys = [receive_key(kind.outreach_plural) for kind in kinds]
+    if any("sequence_states" in kind.receives for kind in kinds):
+        keys += [receive_key(SEQUENCE_STATES_FEED), SEQUENCE_NAMES]
+    return keys
+
+
 def run_keys(kinds: Iterable) -> list[str]:
     """Every key a run of the sync reads, for the one prefetch at its start. `kinds` are
     plugin.kinds.Kind entries; an unconfirmed-creates note exists only for kinds whose marker
     Outreach cannot filter on."""
+    kinds = list(kinds)
     keys = [INSTALL, TOKENS, LOCK, BUDGET, CAPABILITIES]
     for kind in kinds:
         keys.append(watermark_key(kind.name))
         if not kind.marker_filterable:
             keys.append(unconfirmed_key(kind.name))
-    return keys
+    return keys + receive_keys(kinds)
 
 
 @dataclass

@@ -32,7 +32,9 @@ def test_only_records_meeting_conditions_1_2_and_3_are_synced(sb):
     assert result.code == 0, result.output
     assert [p["attributes"]["emails"] for p in sb.prospects()] == [["ok@acme.example"]]
     assert result.summary == ("[notice] people: 1 created, 0 updated, 0 duplicates, 0 errors, 0 pending; "
-                              "organisations: 0 created, 0 updated, 0 duplicates, 0 errors, 0 pending")
+                              "organisations: 0 created, 0 updated, 0 duplicates, 0 errors, 0 pending; "
+                              "received: 0 people updated, 0 opt-outs, 0 sequence states, 0 organisations updated, "
+                              "0 errors")
 
 
 def test_condition_4_or_5_new_or_updated_since_the_watermark(sb):

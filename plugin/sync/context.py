@@ -43,6 +43,10 @@ class RunContext:
         self.report = RunReport(dry_run=settings.dry_run)
         self.outreach_stopped = False
         self.owners = Owners(self)
+        # kind name → (id, updated_at, lock_version) of the Workbooks versions an earlier stage of
+        # this run wrote and that need nothing from a later one (receive's writes, for send):
+        # the send scan leaves them out like its own write-backs.
+        self.own_versions: dict[str, list[tuple[int, str, int]]] = {}
 
     @property
     def dry_run(self) -> bool:

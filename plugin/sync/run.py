@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol
 from ..errors import PluginError, TransientError
 from .context import RunContext, SyncSettings
 from .report import RunReport
+from .receive.stage import ReceiveStage
 from .send.pipeline import SendStage
 
 
@@ -34,7 +35,8 @@ class SyncRun:
                               columns=columns, log=log, deadline=deadline, settings=settings or SyncSettings(),
                               database_id=database_id,
                               clock=clock or (lambda: dt.datetime.now(dt.timezone.utc)))
-        self.stages: list[Stage] = [SendStage(self.ctx)]
+        # Receive first: see sync/receive/stage.py for why.
+        self.stages: list[Stage] = [ReceiveStage(self.ctx), SendStage(self.ctx)]
         self._run_id = uuid.uuid4().hex[:12]
 
     @property

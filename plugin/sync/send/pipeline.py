@@ -7,6 +7,7 @@ in one batch request, and account for each record (tallies, log lines, the water
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +28,16 @@ from .unconfirmed import UnconfirmedCreates
 from .watermark import Watermark, WatermarkTracker
 
 ERROR_MESSAGE_LIMIT = 1000
+# Outreach requests one run's receive half needs when little changed (a poll per feed and a
+# look-up); kept for every run still to come in the budget's hour.
+RECEIVE_REQUESTS_PER_RUN = 4
+
+
+def receive_reserve(outreach) -> int:
+    """What sending leaves of the hourly budget: enough for each minute's run still to come in
+    this hour to receive, at most a twentieth of the budget (so a backlog still gets the rest)."""
+    minutes_left = max(1, math.ceil(outreach.seconds_left_in_window() / 60))
+    return min(RECEIVE_REQUESTS_PER_RUN * minutes_left, outreach.hourly_budget // 20)
 
 
 class SendStage:
@@ -52,10 +63,13 @@ class SendStage:
         return any(any_work(self.ctx, kind, self.proof) for kind in KINDS)
 
     def run(self) -> None:
-        for kind in KINDS:
-            SendPipeline(self, kind).run()
-            if self.ctx.time_is_up():
-                break
+        # Sending never takes the last requests of the hour: receive polls every run, and an
+        # opt-out must not wait behind a backlog for the budget's next hour.
+        with self.ctx.outreach.keeping(receive_reserve(self.ctx.outreach)):
+            for kind in KINDS:
+                SendPipeline(self, kind).run()
+                if self.ctx.time_is_up():
+                    break
 
     def finish(self) -> None:
         """After the run's work, success or not, while the lock is still held."""
@@ -80,6 +94,8 @@ class SendPipeline:
         self.key = watermark_key(kind.name)
         self.start = Watermark.from_state(ctx.state.get(self.key))
         self.tracker = WatermarkTracker(self.start, ctx.state.latest_stamp())
+        for record_id, updated_at, lock_version in ctx.own_versions.get(kind.name, ()):
+            self.tracker.handled(record_id, updated_at, lock_version)   # written by receive, nothing to send
         self.scan = ChangeScan(ctx, kind, stage.proof, self.tracker)
 
     # --- the kind ------------------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""The feed of one kind's Outreach records (prospects → People, accounts → Organisations):
+mapped `receive`/`both` fields, and a prospect's opt-outs.
+
+Only linked, eligible records receive their fields (workbooks-outreach-plugin-kb.md §2.11): Sync
+to Outreach ticked, neither Outreach Sync Error nor Outreach Duplicate. An opt-out is never held
+back by a flag: it reaches every Person linked to the prospect, and every Person with Sync to
+Outreach ticked whose email address is one of the prospect's, flagged or not. An Outreach record
+no Workbooks record is linked to is left alone (unless the mapping asks for People to be created,
+see create.py).
+"""
+from __future__ import annotations
+
+from ... import catalogue
+from ...emails import normalise
+from ...kinds import Kind
+from ...snapshot import Snapshot
+from ...workbooks import format_datetime as format_wb
+from ..context import RunContext
+from ..send.item import describe_row
+from ..send.plan import flag_value, outreach_int
+from ..send.read import record_columns
+from .apply import Pending, ReceiveWriter
+from .cursor import FeedTracker
+from .feed import Feed
+from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
+
+OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",
+                      "optedOutAt", "emailsOptedAt", "callsOptedAt")
+EMAIL_COLUMN = "main_location[email]"       # a Person's email (workbooks-api.md §5.2)
+_ID_CHUNK = 100
+
+
+def linked_rows(ctx: RunContext, kind: Kind, outreach_ids, columns: list[str]) -> dict[int, list[dict]]:
+    """Workbooks records of `kind` whose Outreach Id is one of `outreach_ids`, by that id (lowest
+    Workbooks id first)."""
+    column = ctx.columns[kind.name]["outreach_id"]
+    ids = sorted({int(i) for i in outreach_ids})
+    found: dict[int, list[dict]] = {}
+    for n in range(0, len(ids), _ID_CHUNK):
+        chunk = [str(i) for i in ids[n:n + _ID_CHUNK]]
+        for page in ctx.wb.iter_pages(kind.endpoint, filters=[(column, "eq", chunk)], columns=columns):
+            for row in page:
+                oid = outreach_int(row.get(column))
+                if oid is not None:
+                    found.setdefault(oid, []).append(row)
+    return {oid: sorted(rows, key=lambda r: int(r["id"])) for oid, rows in found.items()}
+
+
+def eligible(row: dict, cols: dict[str, str]) -> bool:
+    return flag_value(row.get(cols["sync"])) and not flag_value(row.get(cols["sync_error"])) \
+        and not flag_value(row.get(cols["duplicate"]))
+
+
+class RecordFeed(Feed):
+    def __init__(self, ctx: RunContext, kind: Kind) -> None:
+        super().__init__(ctx, kind.outreach_plural)
+        self.kind = kind
+        self.plural = kind.outreach_plural
+        self.mapping = ctx.mappings[kind.name]
+        self.cols = ctx.columns[kind.name]
+        self.opt_outs = "opt_outs" in kind.receives
+        self.writer = ReceiveWriter(ctx, kind)
+        targets = {f.target for f in self.mapping.mapping.fields}
+        if self.opt_outs:
+            targets |= set(OPT_OUT_ATTRIBUTES)
+        known = set(catalogue.names(kind.outreach_type))
+        self.fields = sorted((targets & known) | {"updatedAt"})
+        self.columns = record_columns(ctx, kind)
+        if self.opt_outs:
+            self.opt_out_columns = OptOutColumns(opted_out_at=self.cols.get("opted_out_at"),
+                                                 sequence_state=self.cols.get("sequence_state"),
+                                                 state_updated_at=self.cols.get("state_updated_at"))
+            self.columns = list(dict.fromkeys(self.columns + [self.opt_out_columns.no_email,
+                                                              self.opt_out_columns.no_phone, EMAIL_COLUMN]))
+        else:
+            self.opt_out_columns = None
+
+    def apply(self, records: list[dict], tracker: FeedTracker) -> None:
+        if not records:
+            return
+        rows = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)
+        work: dict[str, list[Pending]] = {}       # Outreach id → the writes it needs
+        for record in records:
+            work[str(record["id"])] = self._plan(record, rows.get(int(record["id"]), []))
+        if self.opt_outs:
+            self._opt_outs_by_email(records, rows, work)
+        everything = [p for pending in work.values() for p in pending]
+        self.writer.write(everything)
+        for record in records:
+            pending = work[str(record["id"])]
+            if all(p.ok for p in pending):
+                tracker.handled(record)
+            else:
+                tracker.pending(record)
+        for p in everything:
+            self._account_for(p)
+
+    def _plan(self, record: dict, rows: list[dict]) -> list[Pending]:
+        remote = record.get("attributes") or {}
+        source = f"Outreach {self.kind.outreach_type} {record['id']}"
+        data_row = next((row for row in rows if eligible(row, self.cols)), None)
+        if len(rows) > 1:
+            self.ctx.log.warning(f"{source} is linked to {len(rows)} Workbooks {self.kind.label} "
+                                 f"({', '.join(str(r['id']) for r in rows)}); only {self.kind.name} "
+                                 f"{data_row['id'] if data_row else '—'} receives its fields")
+        pending = []
+        for row in rows:
+            takes = row is data_row
+            gets_opt_outs = self.opt_outs and flag_value(row.get(self.cols["sync"]))
+            if not takes and not gets_opt_outs:
+                continue
+            plan = plan_record(self.mapping, row, remote, Snapshot.parse(row.get(self.cols["snapshot"])),
+                               now=self.ctx.clock(), take_fields=takes,
+                               opt_out_columns=self.opt_out_columns if gets_opt_outs else None,
+                               format_time=format_wb)
+            pending.append(self._pending(row, plan, source))
+        return pending
+
+    def _pending(self, row: dict, plan: RecordPlan, source: str) -> Pending:
+        p = Pending(row=row, plan=plan, source=source)
+        if plan.problems:
+            p.error = f"{source} holds a value this mapping cannot bring back: {'; '.join(plan.problems)}"
+        return p
+
+    def _opt_outs_by_email(self, records: list[dict], rows: dict[int, list[dict]],
+                           work: dict[str, list[Pending]]) -> None:
+        """The same opt-out for every other Person with one of an opted-out prospect's emails."""
+        by_email: dict[str, dict] = {}
+        for record in records:
+            remote = record.get("attributes") or {}
+            if opted_out(remote, "email") or opted_out(remote, "call"):
+                for email in remote.get("emails") or []:
+                    by_email.setdefault(normalise(str(email)), record)
+        if not by_email:
+            return
+        known = {int(r["id"]) for found in rows.values() for r in found}
+        cols = self.cols
+        emails = sorted(by_email)
+        for n in range(0, len(emails), _ID_CHUNK):
+            filters = [(EMAIL_COLUMN, "eq", emails[n:n + _ID_CHUNK]), (cols["sync"], "true", "")]
+            for page in self.ctx.wb.iter_pages(self.kind.endpoint, filters=filters, columns=self.columns):
+                for row in page:
+                    if int(row["id"]) in known:
+                        continue
+                    record = by_email.get(normalise(str(row.get(EMAIL_COLUMN) or "")))
+                    if record is None:
+                        continue
+                    known.add(int(row["id"]))
+                    plan = plan_record(self.mapping, row, record.get("attributes") or {},
+                                       Snapshot.parse(row.get(cols["snapshot"])), now=self.ctx.clock(),
+                                       take_fields=False, opt_out_columns=self.opt_out_columns,
+                                       format_time=format_wb)
+                    plan.snapshot = None        # not linked to this prospect: its snapshot is its own
+                    if not plan.empty:
+                        work[str(record["id"])].append(self._pending(
+                            row, plan, f"Outreach prospect {record['id']} (the same email address)"))
+
+    def _account_for(self, p: Pending) -> None:
+        counts = self.ctx.report.received
+        label = describe_row(self.kind, p.row)
+        if not p.ok or p.stale:
+            return
+        if p.error is not None:
+            counts.errors += 1
+            return
+        what = "dry run: would set" if self.ctx.dry_run else "received"
+        if p.plan.mapped_changes:
+            counts.updated[self.kind.name] += 1
+        if p.plan.opt_outs:
+            counts.opt_outs += 1
+            self.ctx.log.notice(f"{label}: {what} the opt-out from {p.source}: "
+                                f"{' and '.join(p.plan.opt_outs)} ticked")
+        for change in p.plan.mapped_changes:
+            self.ctx.log.info(f"{label}: {what} {change.label} {_show(change.old)} → {_show(change.new)} "
+                              f"from {p.source}")
+
+
+def _show(value) -> str:
+    text = "empty" if value in (None, "") else repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
