@@ -379,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     """Answer one web request: `[header]` lines, then the page. Exit 0 for a page shown as
     intended, 2 when a person must act (bad or foreign state, not configured), 1 for a fault."""
     from .connection import open_workbooks
+    from .endpoints import outreach_urls, tls_warning, verify_tls
     from .manifest import load_manifest
     from .http import HttpClient
     from .oauth import OutreachAuth, client_credentials
     from .redact import Redactor
-    from .runtime import flag, load_params
+    from .runtime import load_params
     from .state import StateStore
 
     redactor = Redactor()
@@ -403,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
             own_url = settings.get("redirect_uri") or recorded_redirect or redirect_uri(settings)
         except ActionRequired:
             own_url = None                      # only start/callback need it; they say so
-        oauth_http = HttpClient("outreach-oauth", verify=flag(settings, "verify_tls", True),
+        settings.update(outreach_urls(settings))    # https only, the runner's rule (ParamsError → exit 2)
+        if tls_warning(settings):
+            print(f"[warning] {tls_warning(settings)}", file=sys.stderr)
+        oauth_http = HttpClient("outreach-oauth", verify=verify_tls(settings),
                                 deadline=connection.deadline, secrets=lambda: [client_secret or ""])
         redactor.add_source(oauth_http.secrets)
         auth = OutreachAuth(state, oauth_http, oauth_url=str(settings["outreach_oauth_url"]),
