@@ -549,12 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     deserves (refused ones too), 2 when a person must fix the configuration, 1 for a fault.
     `--revoke` (a person at a command line, not a web request): delete the stored tokens."""
     from .connection import open_workbooks
+    from .endpoints import outreach_urls, tls_warning, verify_tls
     from .manifest import load_manifest
     from .http import HttpClient
     from .oauth import OutreachAuth, client_credentials
     from .outreach_user import connected_user
     from .redact import Redactor
-    from .runtime import Log, flag, load_params
+    from .runtime import Log, load_params
     from .state import StateStore
 
     redactor = Redactor()
@@ -579,7 +580,10 @@ def main(argv: list[str] | None = None) -> int:
             own_url = None                      # only start/callback need it; they say so
         except RequestRefused as exc:
             own_url, address_problem = None, exc
-        oauth_http = HttpClient("outreach-oauth", verify=flag(settings, "verify_tls", True),
+        settings.update(outreach_urls(settings))    # https only, the runner's rule (ParamsError → exit 2)
+        if tls_warning(settings):
+            print(f"[warning] {tls_warning(settings)}", file=sys.stderr)
+        oauth_http = HttpClient("outreach-oauth", verify=verify_tls(settings),
                                 deadline=connection.deadline, secrets=lambda: [client_secret or ""])
         redactor.add_source(oauth_http.secrets)
         auth = OutreachAuth(state, oauth_http, oauth_url=str(settings["outreach_oauth_url"]),

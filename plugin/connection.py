@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .deadline import Deadline
+from .endpoints import verify_tls
 from .http import HttpClient
 from .redact import Redactor
-from .runtime import flag, secrets_in
+from .runtime import secrets_in
 from .workbooks import WorkbooksClient
 
 
@@ -39,7 +40,7 @@ def open_workbooks(params: dict, redactor: Redactor, *, name: str = "workbooks",
         redactor.add(secret)
     deadline = deadline or Deadline.from_env(default_timeout)
     # The client learns more secrets as it goes (session ids, tokens); the log asks it each time.
-    http = HttpClient(name, verify=flag(params, "verify_tls", True), deadline=deadline,
+    http = HttpClient(name, verify=verify_tls(params), deadline=deadline,
                       secrets=lambda: fixed)
     redactor.add_source(http.secrets)
     try:

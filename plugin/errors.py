@@ -41,6 +41,14 @@ class RateLimited(TransientError):
         self.retry_at = retry_at
 
 
+class UnsafeRedirect(TransientError):
+    """A redirect or a paging link the plugin will not follow: to another host than the one the
+    request was for (it would carry a token, a session cookie or personal data there), or on a
+    request that never follows one (the OAuth token request, which carries the client secret).
+    Nothing was sent to the named host. Transient, so no record is flagged for it; the run stops
+    and its log names the host."""
+
+
 # --- a person must act (exit 2) -------------------------------------------------------------------
 
 class ActionRequired(PluginError):

@@ -12,6 +12,18 @@ on every call (clipped to the run's deadline), TLS verification on by default, a
     connect timeout) are retried for any method.
   * 2xx-4xx answers go back to the caller, who knows the API's error shapes; 5xx and network
     failures that survive the retries become `TransientError`.
+  * Redirects are never left to `requests` (it re-sends a 302 as a bodiless GET, which loses a
+    Workbooks read's filters, and follows them to any host with the cookies and the body). With
+    `allow_redirects=True` a 301/302/307/308 is followed by hand: the same method, body, headers
+    and cookies are re-sent to the Location, only on the origin (scheme, host, port) the request
+    was first sent to, at most `max_redirects` hops, after any `Retry-After` the redirect gives
+    (inside the deadline). A redirect to another origin raises `UnsafeRedirect` naming the host
+    (nothing is sent there). `stop_redirect(url)` lets the caller keep a redirect for itself
+    (Workbooks' login page). Without `allow_redirects` (the default) a 3xx goes back to the caller.
+    A 303 is never followed: it says the request was processed.
+  * Every exchange (connect, headers, body) ends by the deadline and by `max_exchange_seconds`,
+    however slowly the server sends (plugin.limits), and an answer larger than `max_body_bytes`
+    is refused: both are `TransientError`s.
 
 Every message is redacted (plugin.redact) and names the path, never the query string.
 The retry shape follows stripe-python's `_http_client` (bounded, jittered, server-advised).
@@ -34,8 +46,9 @@ import requests
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import NewConnectionError
 
+from . import limits, redirects
 from .deadline import Deadline
-from .errors import RateLimited, TransientError
+from .errors import RateLimited, TransientError, UnsafeRedirect
 from .redact import redact
 
 DEFAULT_USER_AGENT = "WorkbooksOutreachSync/0.1 (+python-requests)"
@@ -76,6 +89,21 @@ def parse_retry_hint(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when.timestamp()
+
+
+class _TimeUp(Exception):
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(why)
+        self.seconds = seconds
+        self.why = why
+
+
+def _carry_cookies(cookies: dict | None, response: requests.Response) -> dict | None:
+    """The cookies for the next hop: ours, with any new value the redirect set for one of them
+    (Workbooks may issue a new session cookie on any answer, workbooks-api.md §2.2)."""
+    if not cookies:
+        return cookies
+    return {name: response.cookies.get(name) or value for name, value in cookies.items()}
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -133,6 +161,8 @@ class _Session(requests.Session):
         super().__init__()
         self.trust_env = False
         self.environment = settings
+        for prefix in ("https://", "http://"):
+            self.mount(prefix, limits.WatchedAdapter())
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         if verify is True or verify is None:
@@ -165,8 +195,13 @@ class HttpClient:
                  on_response: Callable[[requests.Response], None] | None = None,
                  max_wait: float = 60.0, backoff_base: float = 0.5, backoff_cap: float = 8.0,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, max_redirects: int = 10,
+                 max_exchange_seconds: float = limits.MAX_EXCHANGE_SECONDS,
+                 max_body_bytes: int = limits.MAX_BODY_BYTES) -> None:
         self.name = name
+        self.max_redirects = max_redirects
+        self.max_exchange_seconds = max_exchange_seconds
+        self.max_body_bytes = max_body_bytes
         self.timeout = timeout
         self.verify = verify
         self.deadline = deadline or Deadline.unlimited()
@@ -209,21 +244,30 @@ class HttpClient:
     # --- the request loop --------------------------------------------------------------------------
     def request(self, method: str, url: str, *, params: Any = None, data: Any = None, json: Any = None,
                 headers: dict | None = None, cookies: dict | None = None, idempotent: bool,
-                allow_redirects: bool = True, max_retries: int | None = None,
-                timeout: tuple[float, float] | None = None) -> requests.Response:
+                allow_redirects: bool = False, stop_redirect: Callable[[str], bool] | None = None,
+                max_retries: int | None = None, timeout: tuple[float, float] | None = None) -> requests.Response:
         retries = self.max_retries if max_retries is None else max_retries
-        what = self.describe(method, url)
+        first_url = url
+        cookies = dict(cookies) if cookies else None
+        hops: list[requests.Response] = []
         attempt = 0
         while True:
-            connect_timeout, read_timeout = timeout or self.timeout
+            what = self.describe(method, url)
             left = self.deadline.remaining()
             if left < MIN_REQUEST_SECONDS:
                 raise TransientError(f"{what}: not sent, the run's time is up")
             try:
-                response = self.session.request(
-                    method, url, params=params, data=data, json=json, headers=headers, cookies=cookies,
-                    timeout=(min(connect_timeout, left), min(read_timeout, left)),
-                    verify=self.verify, allow_redirects=allow_redirects)
+                response = self._exchange(method, url, params=params, data=data, json=json, headers=headers,
+                                          cookies=cookies, timeout=timeout or self.timeout, left=left)
+            except _TimeUp as exc:
+                self.requests_made += 1
+                raise TransientError(f"{what}: abandoned after {exc.seconds:.0f}s without a complete "
+                                     f"answer ({exc.why})") from None
+            except limits.BodyTooLarge as exc:
+                self.requests_made += 1
+                size = f"{exc.size / 1e6:.0f} MB" + ("" if exc.declared else " and more")
+                raise TransientError(f"{what}: the answer is larger than the {self.max_body_bytes / 1e6:.0f} "
+                                     f"MB this plugin reads ({size}); not read") from None
             except requests.exceptions.RequestException as exc:
                 self.requests_made += 1
                 retriable = idempotent or _never_sent(exc)
@@ -237,7 +281,7 @@ class HttpClient:
                 attempt += 1
                 continue
 
-            self.requests_made += 1 + len(response.history)
+            self.requests_made += 1
             if self.on_response is not None:
                 self.on_response(response)
             status = response.status_code
@@ -267,7 +311,51 @@ class HttpClient:
                 attempt += 1
                 continue
 
+            target = redirects.location(response) if allow_redirects and status in redirects.FOLLOWED else None
+            if target is not None and (stop_redirect is None or not stop_redirect(target)):
+                self._check_redirect(what, status, target, first_url, len(hops))
+                retry_at = self._hint(response, rate_limited=False)
+                if retry_at is not None:
+                    # the delay a rate-limiting redirect asks for, as a 429's (never past the deadline)
+                    self._wait(max(0.0, retry_at - self._clock()), what, f"redirected (HTTP {status})",
+                               rate_limited=True, retry_at=retry_at)
+                hops.append(response)
+                cookies = _carry_cookies(cookies, response)
+                # The Location is the whole new target, its query included: ours is not added again.
+                url, params = target, None
+                continue
+
+            response.history = hops
             return response
+
+    def _exchange(self, method: str, url: str, *, params: Any, data: Any, json: Any, headers: dict | None,
+                  cookies: dict | None, timeout: tuple[float, float], left: float) -> requests.Response:
+        """One request and its whole answer, within min(`left`, max_exchange_seconds)."""
+        budget = min(left, self.max_exchange_seconds)
+        why = "the run's time is up" if left <= self.max_exchange_seconds else \
+            f"no request may take longer than {self.max_exchange_seconds:.0f}s"
+        connect_timeout, read_timeout = timeout
+        with limits.bounded(budget) as exchange:
+            try:
+                response = self.session.request(
+                    method, url, params=params, data=data, json=json, headers=headers, cookies=cookies,
+                    timeout=(min(connect_timeout, budget), min(read_timeout, budget)),
+                    verify=self.verify, allow_redirects=False, stream=True)
+                limits.read_body(response, limit=self.max_body_bytes, exchange=exchange)
+            except requests.exceptions.RequestException:
+                if exchange.overdue():
+                    raise _TimeUp(budget, why) from None
+                raise
+        return response
+
+    def _check_redirect(self, what: str, status: int, target: str, first_url: str, hops: int) -> None:
+        if not redirects.same_origin(target, first_url):
+            raise UnsafeRedirect(f"{what}: redirected (HTTP {status}) to another host "
+                                 f"({self.redact(redirects.host_of(target))}); not followed: the request "
+                                 "carries credentials and data meant only for "
+                                 f"{self.redact(redirects.host_of(first_url))}")
+        if hops >= self.max_redirects:
+            raise TransientError(f"{what}: more than {self.max_redirects} redirects in a row; given up")
 
     # --- helpers -----------------------------------------------------------------------------------
     def _hint(self, response: requests.Response, *, rate_limited: bool = True) -> float | None:

@@ -750,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run one mode, print `[level] message` lines with the summary last; the exit code:
     0 done (or nothing to do), 1 try again / --check found something, 2 a person must act."""
     from .connection import open_workbooks
+    from .endpoints import tls_warning
     from .redact import Redactor
     from .runtime import Log, exit_code_for, load_params
     from .state import StateStore
@@ -766,6 +767,8 @@ def main(argv: list[str] | None = None) -> int:
                   "redirect_uri": args.redirect_uri or params.get("outreach_redirect_uri")}
         redactor.add(client["client_secret"])
         manifest = load_manifest(args.manifest)
+        if tls_warning(params):
+            log.warning(tls_warning(params))
         connection = open_workbooks(params, redactor, name="workbooks")
         database = connection.workbooks.database
         log.info(f"{manifest.name} {manifest.version}: {mode} in the Workbooks database "

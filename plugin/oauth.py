@@ -24,6 +24,10 @@ Rules:
     valid → keep using the current token; when it has expired → RateLimited / TransientError.
   * Tokens authorised for another Workbooks database (a copy of production) → NotAuthorised with
     a message saying so; they are never used.
+  * The token request never follows a redirect, not even on its own host: it carries the client
+    secret and a refresh token or code, and a 307/308 would have them re-sent wherever Location
+    says. A redirect there is an UnsafeRedirect (transient: a still-valid token is kept, as on a
+    5xx). `revoke` makes no request at all (Outreach documents no revocation endpoint).
 
 Client id/secret: `client_credentials(params, install)` picks them. Explicit parameters
 (`outreach_client_id` + `outreach_client_secret`) win over the install state's `oauth_client`,
@@ -36,7 +40,8 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
-from .errors import NotAuthorised, OutreachError, RateLimited, TransientError, WorkbooksError
+from . import redirects
+from .errors import NotAuthorised, OutreachError, RateLimited, TransientError, UnsafeRedirect, WorkbooksError
 from .http import HttpClient
 from .state import StateStore
 
@@ -276,7 +281,14 @@ class OutreachAuth:
 
     def _token_request(self, form: dict, *, refusal: str) -> dict:
         response = self.http.request("POST", f"{self.oauth_url}/token", data=form, idempotent=False,
-                                     max_retries=0, headers={"Accept": "application/json"})
+                                     max_retries=0, headers={"Accept": "application/json"},
+                                     allow_redirects=False)
+        if 300 <= response.status_code < 400:
+            target = redirects.location(response)
+            where = f" to {self.http.redact(redirects.host_of(target))}" if target else ""
+            raise UnsafeRedirect(f"Outreach's token endpoint answered with a redirect (HTTP "
+                                 f"{response.status_code}{where}); not followed: it would re-send the client "
+                                 "secret and the refresh token or code. Check outreach_oauth_url")
         try:
             body = response.json()
         except ValueError:

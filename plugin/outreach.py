@@ -1,6 +1,11 @@
 """`OutreachClient`: JSON:API requests to Outreach (reference/outreach-api.md), batched look-ups,
 create/patch, users, and a request budget that keeps the plugin below Outreach's per-user limit.
 
+The access token goes to the configured `api_url`'s origin (scheme, host, port) and nowhere
+else: a paging link (`links.next`) or any absolute URL naming another origin is refused before a
+token is fetched for it (UnsafeRedirect, naming the host), and redirects are followed only on
+that origin (plugin.http), so a 307 never carries a prospect's JSON to another host.
+
 Errors (simple-salesforce style status → exception map):
   401 → one forced token refresh and one retry; a second 401 → NotAuthorised.
   403 unauthorizedOauthScope → NotAuthorised naming the missing scope; other 403 → OutreachError.
@@ -25,9 +30,10 @@ from urllib.parse import urlencode
 
 import requests
 
+from . import redirects
 from .emails import normalise
 from .errors import (BudgetSpent, MissingScope, NotAuthorised, OutreachError, OutreachNotFound,
-                     OutreachValidation, TransientError)
+                     OutreachValidation, TransientError, UnsafeRedirect)
 from .http import HttpClient
 from .oauth import OutreachAuth
 
@@ -208,7 +214,15 @@ class OutreachClient:
 
     # --- the request -------------------------------------------------------------------------------
     def _url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.api_url}/{path.lstrip('/')}"
+        """An API path → its URL. An absolute URL (a paging link an answer handed us) is taken only
+        on the configured API origin: the token must never reach another host."""
+        if not re.match(r"^[a-z][a-z0-9+.-]*://", path, re.I):
+            return f"{self.api_url}/{path.lstrip('/')}"
+        if not redirects.same_origin(path, self.api_url):
+            raise UnsafeRedirect(f"Outreach handed the plugin a link to another host "
+                                 f"({self.http.redact(redirects.host_of(path))}) than outreach_api_url's "
+                                 f"({redirects.host_of(self.api_url)}); not followed, no token sent there")
+        return path
 
     def request(self, method: str, path: str, *, params: Any = None, body: Any = None,
                 idempotent: bool | None = None) -> dict | None:
@@ -223,7 +237,7 @@ class OutreachClient:
             if body is not None:
                 headers["Content-Type"] = MEDIA_TYPE
             response = self.http.request(method, url, params=params, json=body, headers=headers,
-                                         idempotent=idempotent)
+                                         idempotent=idempotent, allow_redirects=True)
             if response.status_code != 401:
                 return self._result(method, url, response)
         raise NotAuthorised("Outreach refused a freshly refreshed access token (HTTP 401): the "
@@ -239,6 +253,11 @@ class OutreachClient:
             except ValueError:
                 raise TransientError(f"Outreach {method} {self._path(url)}: answered HTTP {status} "
                                      "without JSON") from None
+        if 300 <= status < 400:
+            # Followable redirects on the API's origin were followed (plugin.http): this one says
+            # the request was processed elsewhere (303) or names no Location. Never a record's fault.
+            raise TransientError(f"Outreach {method} {self._path(url)}: redirected (HTTP {status}) in a "
+                                 "way the plugin does not follow; not re-sent")
         error = self._first_error(response)
         error_id = error.get("id")
         detail = error.get("detail") or error.get("details") or error.get("title") or \

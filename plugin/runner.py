@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import fields
+from . import endpoints, fields
 from .connection import open_workbooks
 from .deadline import Deadline
 from .errors import NotInstalled, PluginError
@@ -83,6 +83,10 @@ def run_deadline(timeout: Deadline) -> Deadline:
 
 def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline | None = None) -> int:
     settings = {**DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}}
+    settings.update(endpoints.outreach_urls(settings))              # https only (ParamsError → exit 2)
+    tls_off = endpoints.tls_warning(params)
+    if tls_off:
+        log.warning(tls_off)
     dry_run = flag(settings, "dry_run", False)
     mapping = load_mapping(_mapping_path(settings["mapping"]))       # InvalidMapping → exit 2, nothing written
     for warning in getattr(mapping, "warnings", []):
@@ -103,7 +107,7 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         client_id, client_secret, redirect = client_credentials(params, install)
         # Outreach's errors are redacted with Workbooks' secrets too: their text can end up on a
         # record (Outreach Error Message), which the log's redactor never sees.
-        outreach_http = HttpClient("outreach", verify=flag(params, "verify_tls", True),
+        outreach_http = HttpClient("outreach", verify=endpoints.verify_tls(params),
                                    deadline=connection.deadline, secrets=connection.http.secrets)
         redactor.add_source(outreach_http.secrets)
         auth = OutreachAuth(state, outreach_http, oauth_url=settings["outreach_oauth_url"],

@@ -14,11 +14,26 @@ Connection modes (DESIGN §3):
       not used afterwards (cookies are never stored in this mode).
 
 Every request carries `client=api`, `api_version=1`, a `_dc` cache buster and, when the run has a
-deadline, `_max_request_duration` (query string, as the bindings do).
+deadline, `_max_request_duration`. Those two are the only parameters in the URL (as the bindings
+put them, §1.3): everything else, the API key, the API-logging key, the authenticity token and
+the filters included, travels in a form-encoded body, on reads too (a GET with a body is a
+Workbooks extension, §1.2, and how the official Python binding sends every read). A URL ends up
+in Workbooks' and proxies' access logs and in every redirect's Location; a body does not.
 
-Reads put every parameter in the query string: a rate-limit 302 on a GET is followed by requests
-as a GET without its body, so a body would lose the filters. Writes are form-encoded PUTs that
-never follow redirects (a redirected PUT would become a GET and silently drop the write).
+Redirects (§11: a 302 "may arrive at any time and must be followed", as rate limiting through
+a delaying URL; §2.3: an invalid session is answered with a 302 too) are followed by
+plugin.http, by hand: the same method and the same body go to the Location, on the Workbooks
+host only (a redirect to another host is refused: it would carry the session cookie there), at
+most 10 hops, inside the deadline. Writes are followed too: both documented reasons for a 302
+come before Workbooks processes a request (a rate limit delays a request instead of serving it;
+an invalid session serves nothing), and the bindings follow redirects on every call, writes
+included (CL-PHP `follow_redirects` defaults to true); so a redirected PUT was not applied, and
+re-sending it is the only way it ever is. (`requests` would have re-sent it as a bodiless GET:
+the write lost, and a read's filters with it.) A 303, which says a request was processed, is
+never followed. A redirect to the login page means the session ended: in Process-Engine mode the
+client reconnects once (login.api with the current session id) and re-sends the request with the
+new session; if that is refused, or with an API key (nothing to reconnect), the request fails
+with a TransientError saying so.
 
 Login failures: a rejected key/password, no API permission, an archived/unavailable database
 → `BadCredentials` (exit 2: a person must act). Expired or missing sessions, a database being
@@ -34,16 +49,19 @@ import time
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
 
 import requests
 
+from . import redirects
 from .errors import BadCredentials, TransientError, WorkbooksError
 from .http import HttpClient
 from .kinds import in_reading_order
 
 MAX_BATCH = 100         # Workbooks' limit on objects per write request
 DEFAULT_PAGE = 100      # "a _limit of 100 can be expected to work"
-GET_QUERY_LIMIT = 2000  # longer read parameters go in the body: many servers cap a URL near 8 KB
+MAX_RECONNECTS = 3      # per client: a session that keeps ending is not chased for the whole run
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 NO_VALUE = ":no_value:"
 NULL_VALUE = ":null_value:"
 STALE_TEXT = "updated elsewhere"
@@ -409,6 +427,7 @@ class WorkbooksClient:
         self.login_info: dict = {}
         self._logging_seq = 0
         self._logged_in = False
+        self._reconnects = 0
         self._learned: list[str] = []      # secrets a login handed us, used or not (redacted all the same)
         # Cookies are managed explicitly (the session cookie only, only in session mode), so an
         # API-key client never drifts into session mode because a response set a cookie.
@@ -478,7 +497,7 @@ class WorkbooksClient:
             return
         try:
             response = self._send("POST", f"{self.service}/logout", self._base_params("POST"),
-                                  idempotent=False)
+                                  idempotent=False, follow=False)
             self._absorb_cookie(response)
         except TransientError:
             pass
@@ -668,22 +687,13 @@ class WorkbooksClient:
             query.append(("_max_request_duration", str(max(1, int(deadline.remaining())))))
         return query
 
-    def _send(self, method: str, url: str, params: list[tuple[str, str]], *, idempotent: bool) -> requests.Response:
+    def _send(self, method: str, url: str, params: list[tuple[str, str]], *, idempotent: bool,
+              follow: bool = True) -> requests.Response:
         cookies = {"Workbooks-Session": self.session_id} if self.session_mode and self.session_id and \
             self._logged_in else None
-        if method == "GET" and sum(len(k) + len(v) + 2 for k, v in params) <= GET_QUERY_LIMIT:
-            return self.http.request("GET", url, params=self._query() + params, cookies=cookies,
-                                     idempotent=idempotent, allow_redirects=True)
-        if method == "GET":
-            # A long filter (the scan leaving out its own write-backs) would make a URL some servers
-            # and proxies refuse; Workbooks reads GET parameters from a form body too, as its Python
-            # binding always sends them (workbooks-api.md §1.2).
-            return self.http.request("GET", url, params=self._query(), data=params, cookies=cookies,
-                                     idempotent=idempotent, allow_redirects=True,
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        return self.http.request(method, url, params=self._query(), data=params + [("_method", method)],
-                                 cookies=cookies, idempotent=idempotent, allow_redirects=False,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        body = params if method == "GET" else params + [("_method", method)]
+        return self.http.request(method, url, params=self._query(), data=body, cookies=cookies, headers=FORM,
+                                 idempotent=idempotent, allow_redirects=follow, stop_redirect=is_login_page)
 
     def _call(self, method: str, endpoint: str, params: list[tuple[str, str]], *, idempotent: bool,
               login: bool = False) -> dict:
@@ -691,6 +701,17 @@ class WorkbooksClient:
         what = f"Workbooks {method} {endpoint}"
         response = self._send(method, url, self._base_params(method) + params, idempotent=idempotent)
         self._absorb_cookie(response)
+        if _to_login_page(response) and not login and self._may_reconnect():
+            # The session ended (§2.3): nothing was processed. A new session, then the same request
+            # again, with the new session's token and the next logging sequence number.
+            self._reconnects += 1
+            try:
+                self.login()
+            except TransientError as exc:
+                raise TransientError(f"{what}: Workbooks sent the request to its login page (the session "
+                                     f"ended) and reconnecting failed: {exc}") from None
+            response = self._send(method, url, self._base_params(method) + params, idempotent=idempotent)
+            self._absorb_cookie(response)
         status = response.status_code
         payload = _json_or_none(response)
 
@@ -702,20 +723,28 @@ class WorkbooksClient:
             if reason in PERMANENT_LOGIN_FAILURES or (reason is None and status == 401 and self.api_key):
                 raise BadCredentials(_credential_advice(text, reason), reason=reason)
             raise TransientError(text + "; try again later")
+        if _to_login_page(response):
+            if self.session_mode:
+                raise TransientError(f"{what}: Workbooks sent the request to its login page: the session "
+                                     "ended (it expired, or Workbooks is in maintenance) and reconnecting did "
+                                     "not bring it back; the next run starts with a new session")
+            raise TransientError(f"{what}: Workbooks sent the request to its login page: the API key was "
+                                 "not accepted, or Workbooks is in maintenance; try again later (check "
+                                 "workbooks_api_key if it persists)")
         if 300 <= status < 400:
-            # Only writes get here (reads follow redirects): a rate-limit delay or an expired
-            # session. The write was not applied as far as we know, and is not replayed.
-            raise TransientError(f"{what}: redirected (HTTP {status}: rate limiting or an expired "
-                                 "session); not replayed, try again later")
+            # Followable redirects were followed (plugin.http); this one says the request was
+            # processed elsewhere (303), or names no Location. Nothing is re-sent.
+            raise TransientError(f"{what}: redirected (HTTP {status}) in a way the plugin does not "
+                                 "follow; not re-sent, try again later")
         if status == 404:
             raise WorkbooksError(f"{what}: not found (HTTP 404)", status=404)
         if status != 200:
             detail = self.http.redact((response.text or "")[:300])
             raise WorkbooksError(f"{what}: HTTP {status}: {detail}", status=status, detail=detail)
         if not isinstance(payload, dict):
-            # e.g. a login page after a redirect: the session is gone or Workbooks is in maintenance
-            raise TransientError(f"{what}: Workbooks did not answer with JSON (expired session or "
-                                 "maintenance?); try again later")
+            # e.g. a proxy's or a maintenance page
+            raise TransientError(f"{what}: Workbooks did not answer with JSON (maintenance, or a "
+                                 "proxy's page?); try again later")
         if method == "GET" and payload.get("success") is False:
             texts = _error_texts(payload.get("errors")) + _error_texts(payload.get("failures"))
             raise WorkbooksError(f"{what}: {self.http.redact('; '.join(texts) or 'failed')}",
@@ -724,6 +753,9 @@ class WorkbooksClient:
             raise TransientError(f"{what}: login did not succeed; try again later")
         return payload
 
+    def _may_reconnect(self) -> bool:
+        return self.session_mode and self._logged_in and self._reconnects < MAX_RECONNECTS
+
     def _absorb_cookie(self, response: requests.Response) -> None:
         if not self.session_mode:
             return
@@ -731,6 +763,21 @@ class WorkbooksClient:
             value = r.cookies.get("Workbooks-Session")
             if value:
                 self.session_id = value
+
+
+def is_login_page(url: str) -> bool:
+    """Workbooks' login page, where it sends a request whose session ended (§2.3: `/login` on the
+    emulator; the real path is not documented, so any last path segment `login`, with or without
+    an extension, counts)."""
+    path = urlsplit(url).path.rstrip("/")
+    return path.rsplit("/", 1)[-1].split(".", 1)[0].lower() == "login"
+
+
+def _to_login_page(response: requests.Response) -> bool:
+    if not 300 <= response.status_code < 400:
+        return False
+    target = redirects.location(response)
+    return target is not None and is_login_page(target)
 
 
 def _and_filter(filters: list[tuple], fm: str | None, extra: tuple) -> tuple[list[tuple], str | None]:

@@ -6,11 +6,14 @@ import socket
 import time
 
 import pytest
+import requests
 
 from plugin import http as plugin_http
 from plugin.deadline import Deadline
-from plugin.errors import RateLimited, TransientError
+from plugin.errors import RateLimited, TransientError, UnsafeRedirect
 from plugin.http import HttpClient
+from tools.emulators.core import ServerHandle
+from tools.emulators.outreach import OutreachEmulator
 
 from .client_helpers import Sleeps
 
@@ -244,3 +247,75 @@ def test_a_netrc_entry_never_replaces_the_bearer_token(clean_environment, tmp_pa
     response = http.request("GET", outreach_server.url + PATH, headers={"Authorization": "Bearer the-token"},
                             idempotent=True)
     assert response.request.headers["Authorization"] == "Bearer the-token"
+
+
+# --- redirects by hand (issue 16 §1, §4, §6) -------------------------------------------------------------
+
+def test_a_redirect_is_returned_unless_the_caller_asks_to_follow(outreach_server):
+    outreach_server.app.add_fault(method="POST", path=PATH, status=307, headers={"Location": PATH + "/moved"})
+    http, _ = _client()
+    response = http.request("POST", outreach_server.url + PATH, json={"a": 1}, idempotent=False)
+    assert response.status_code == 307 and http.requests_made == 1
+
+
+def test_a_same_origin_redirect_gets_the_same_method_body_and_headers(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="POST", path=PATH + "$", status=307, headers={"Location": PATH + "/again"})
+    http, _ = _client()
+    response = http.request("POST", outreach_server.url + PATH, json={"data": {"x": "y" * 100}},
+                            headers={"Authorization": "Bearer t0ken"}, idempotent=False, allow_redirects=True)
+    first, second = list(app.request_log)[-2:]
+    assert (first["method"], first["path"], second["method"], second["path"]) == \
+        ("POST", PATH, "POST", PATH + "/again")
+    assert first["body_bytes"] == second["body_bytes"] > 100
+    assert [r.status_code for r in response.history] == [307] and http.requests_made == 2
+    assert response.request.headers["Authorization"] == "Bearer t0ken"
+
+
+def test_a_redirect_to_another_origin_is_refused_and_nothing_is_sent_there(outreach_server):
+    with ServerHandle(OutreachEmulator()) as other:
+        outreach_server.app.add_fault(path=PATH, status=302, headers={"Location": other.url + PATH})
+        http, _ = _client()
+        with pytest.raises(UnsafeRedirect, match=rf"another host \(127\.0\.0\.1:{other.port}\)") as caught:
+            http.request("GET", outreach_server.url + PATH, headers={"Authorization": "Bearer t0ken"},
+                         idempotent=True, allow_redirects=True)
+        assert other.app.total_requests == 0 and caught.value.exit_code == 1
+        # https → http on the same host is another origin too
+        outreach_server.app.add_fault(path=PATH, status=302, headers={"Location": "https://127.0.0.1" + PATH})
+        with pytest.raises(UnsafeRedirect):
+            http.request("GET", outreach_server.url + PATH, idempotent=True, allow_redirects=True)
+
+
+def test_a_redirect_keeps_the_cookie_value_the_redirect_set():
+    response = requests.Response()
+    response.cookies.set("Workbooks-Session", "renewed")
+    assert plugin_http._carry_cookies({"Workbooks-Session": "old", "other": "o"}, response) == \
+        {"Workbooks-Session": "renewed", "other": "o"}
+    assert plugin_http._carry_cookies(None, response) is None
+
+
+# --- an exchange's total time and size (issue 16 §4) -----------------------------------------------------
+
+def test_a_trickled_answer_is_abandoned_at_the_deadline(outreach_server):
+    """The read timeout restarts with every byte; the exchange as a whole does not: it is cut when
+    the deadline comes (this 300-byte answer would take a minute)."""
+    outreach_server.app.add_fault(path=PATH, trickle=0.2)
+    http, _ = _client(deadline=1.5)
+    with pytest.raises(TransientError, match=r"abandoned after 1s without a complete answer \(the run's time is up\)"):
+        _get(http, outreach_server)
+    assert http.requests_made == 1 and http.retries_made == 0
+
+
+def test_no_exchange_outlasts_the_per_request_limit_even_without_a_deadline(outreach_server):
+    outreach_server.app.add_fault(path=PATH, trickle=0.2)
+    http, _ = _client(deadline=None, max_exchange_seconds=1.0)
+    with pytest.raises(TransientError, match="no request may take longer than 1s"):
+        _get(http, outreach_server)
+
+
+def test_an_answer_over_the_size_cap_is_refused(outreach_server):
+    outreach_server.app.add_fault(path=PATH, body_bytes=5_000_000)
+    http, _ = _client(max_body_bytes=1_000_000)
+    with pytest.raises(TransientError, match=r"larger than the 1 MB this plugin reads \(5 MB\); not read"):
+        _get(http, outreach_server)
+    assert _get(http, outreach_server).status_code == 401       # the next exchange is a normal one

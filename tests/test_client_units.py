@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+import requests
 
-from plugin import errors
+from plugin import endpoints, errors, limits, redirects
 from plugin.deadline import Deadline
 from plugin.fields import BUILT_IN, definitions
 from plugin.http import parse_retry_hint
 from plugin.outreach import chunk_values, email_search_forms, first_rate_value, normalise_emails, relationship
 from plugin.redact import Redactor, redact
+from plugin.runtime import ParamsError
 from plugin.workbooks import (NO_VALUE, NULL_VALUE, _and_filter, encode_batch, encode_filter_value,
                               format_datetime, parse_batch_response, parse_datetime, wire_name)
 
@@ -302,3 +305,68 @@ def test_field_definitions_from_manifest_and_fallback(tmp_path):
     assert definitions("organisation", manifest) == BUILT_IN
     with pytest.raises(ValueError):
         definitions("lead")
+
+
+# --- where the plugin may connect (plugin.endpoints, issue 16 §4, §6) -------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (None, True), ("", True), (True, True), (False, False), ("true", True), ("FALSE", False), ("Yes", True),
+    ("no", False), ("on", True), ("Off", False), ("1", True), ("0", False), (1, True), (0, False), (" true ", True)])
+def test_verify_tls_takes_clear_spellings(value, expected):
+    assert endpoints.verify_tls({"verify_tls": value}) is expected
+    assert (endpoints.tls_warning({"verify_tls": value}) is None) is expected
+
+
+@pytest.mark.parametrize("value", ["ture", "enabled", "2", 2, "t", "y", "disable", "null", [], {}])
+def test_verify_tls_refuses_anything_else(value):
+    with pytest.raises(ParamsError, match="parameter verify_tls must be true or false") as caught:
+        endpoints.verify_tls({"verify_tls": value})
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("url", ["https://api.outreach.io/api/v2", "http://127.0.0.1:8080/api/v2",
+                                 "http://localhost:9/oauth", "http://[::1]:9/api/v2", "http://127.8.9.10/x",
+                                 "HTTPS://API.OUTREACH.IO/api/v2/"])
+def test_outreach_urls_https_or_loopback(url):
+    assert endpoints.outreach_url({"outreach_api_url": url}, "outreach_api_url") == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("http://api.outreach.io/api/v2", "must use https, not http (http://api.outreach.io)"),
+    ("http://10.0.0.1/api/v2", "must use https"), ("http://localhost.evil.example/", "must use https"),
+    ("ftp://api.outreach.io/api/v2", "must be an https:// URL"), ("api.outreach.io/api/v2", "must be an https:// URL"),
+    ("https://user:pw@api.outreach.io/api/v2", "must not carry a user name or password"),
+    ("https://api.outreach.io:port/api/v2", "must be an https:// URL")])
+def test_outreach_urls_refused(url, words):
+    with pytest.raises(ParamsError) as caught:
+        endpoints.outreach_url({"outreach_oauth_url": url}, "outreach_oauth_url")
+    assert f"parameter outreach_oauth_url {words}" in str(caught.value) and "pw@" not in str(caught.value)
+
+
+def test_outreach_urls_default_when_unset():
+    assert endpoints.outreach_urls({"outreach_api_url": ""}) == endpoints.DEFAULT_URLS
+
+
+# --- redirect targets (plugin.redirects) and capped bodies (plugin.limits) ---------------------------------
+
+def test_origins():
+    assert redirects.same_origin("https://a.example/x?y", "HTTPS://A.example:443/z")
+    assert not redirects.same_origin("https://a.example/", "http://a.example/")
+    assert not redirects.same_origin("http://127.0.0.1:1/", "http://127.0.0.1:2/")
+    assert not redirects.same_origin("https://a.example.evil/", "https://a.example/")
+    assert not redirects.same_origin("https://a.example:nope/", "https://a.example/")
+    assert redirects.host_of("https://user:pw@a.example:8443/p?api_key=k") == "a.example:8443"
+
+
+def test_a_streamed_body_over_the_cap_is_refused_without_content_length():
+    def response(size: int):
+        answer = requests.Response()
+        answer.raw = io.BytesIO(b"x" * size)
+        answer.status_code = 200
+        return answer
+    ok = response(100)
+    limits.read_body(ok, limit=100)
+    assert ok.content == b"x" * 100
+    with pytest.raises(limits.BodyTooLarge) as caught:
+        limits.read_body(response(200_000), limit=100_000)
+    assert caught.value.size > 100_000 and not caught.value.declared

@@ -5,12 +5,12 @@ import datetime as dt
 
 import pytest
 
-from plugin.errors import BadCredentials, TransientError, WorkbooksError
+from plugin.errors import BadCredentials, RateLimited, TransientError, WorkbooksError
 from plugin.fields import resolve_columns
 from plugin.errors import NotInstalled
 from plugin.workbooks import WorkbooksClient, format_datetime, parse_datetime
 
-from .client_helpers import api_key_client, engine_params, recorded, workbooks_http
+from .client_helpers import Sleeps, api_key_client, engine_params, recorded, workbooks_http
 
 PEOPLE = "crm/people"
 
@@ -33,12 +33,14 @@ def test_api_key_mode_learns_the_database_and_sends_the_key_every_time(workbooks
         params = wire.params(index)
         assert params["client"] == ["api"] and params["api_version"] == ["1"]
         assert params["api_key"] == [wb.api_key]
-        assert "_dc" in dict(wire.sent[index].query)
-        assert "_max_request_duration" in dict(wire.sent[index].query)
+        # issue 16 §2: the URL holds the cache buster and the time limit, nothing else; the key
+        # travels in the body, on reads too (workbooks-api.md §1.2, §1.3)
+        assert sorted(dict(wire.sent[index].query)) == ["_dc", "_max_request_duration"]
+        assert ("api_key", wb.api_key) in wire.sent[index].form
         assert "Cookie" not in wire.sent[index].headers      # never drifts into session mode
     read = wire.params(1)
     assert read["__skip_total_rows"] == ["true"] and read["_start"] == ["0"] and read["_limit"] == ["100"]
-    assert wire.sent[1].form == []                           # reads carry everything in the URL
+    assert wire.sent[1].method == "GET"                      # a read is still a GET, with a body
     write = wire.params(2)
     assert write["_method"] == ["PUT"] and write["_per_object_transactions"] == ["true"]
 
@@ -71,7 +73,8 @@ def test_logout_ends_the_session(workbooks_server):
     wb = WorkbooksClient.connect(engine_params(workbooks_server), workbooks_http())
     wb.logout()
     wb._logged_in = True   # pretend we did not notice: the next read must fail, not return HTML
-    with pytest.raises(TransientError, match="JSON"):
+    # the read is sent to the login page (§2.3); reconnecting with the ended session is refused
+    with pytest.raises(TransientError, match="login page .*reconnecting failed.*no_session_found"):
         wb.get(PEOPLE)
 
 
@@ -172,12 +175,110 @@ def test_reads_survive_rate_limit_redirects(workbooks_server):
     _people(app, 30)
     wb = api_key_client(workbooks_server)
     expected = wb.get(PEOPLE, filters=[("name", "ct", "01")], columns=["id", "name"])
-    app.config["rate_limit_redirect_every"] = 2          # every 2nd GET is redirected to itself
+    app.config["rate_limit_redirect_every"] = 2          # every 2nd request goes to the delaying URL
     before = wb.http.requests_made
     for _ in range(3):
         again = wb.get(PEOPLE, filters=[("name", "ct", "01")], columns=["id", "name"])
-        assert again == expected and 0 < len(again) < 30   # the filters travelled in the URL
+        assert again == expected and 0 < len(again) < 30   # the filters travelled with the redirect
     assert wb.http.requests_made - before > 3          # redirects happened and were followed
+
+
+# --- redirects followed by hand (issue 16 §1: workbooks-api.md §11, §2.3) ----------------------------
+
+def _long_filter(app) -> list[tuple]:
+    """A read like the scan's: a filter far longer than any URL should carry (the old client sent
+    it as a GET body and lost it on a redirect)."""
+    wanted = [r["id"] for r in app.records("people")][::3]
+    return [("id", "eq", wanted + list(range(100_000, 100_400)))]
+
+
+@pytest.mark.parametrize("mode", ["api_key", "engine"])
+def test_a_long_filtered_read_survives_n_redirects_with_the_same_result(workbooks_server, mode):
+    """§11: the delaying URL gets the same method and the same body, hop after hop, so the answer is
+    the one the unredirected read gets. (Before: requests re-sent a bodiless GET. With an API key
+    that lost the key too; with a session cookie it read every record, unfiltered.)"""
+    app = workbooks_server.app
+    _people(app, 40)
+    wb = api_key_client(workbooks_server) if mode == "api_key" else \
+        WorkbooksClient.connect(engine_params(workbooks_server), workbooks_http())
+    filters = _long_filter(app)
+    expected = wb.get(PEOPLE, filters=filters, columns=["id", "name"])
+    assert 0 < len(expected) < 40
+    app.config["rate_limit_redirect_delay"] = 0.05
+    app.add_fault(method="GET", path=r"crm/people", status=302, redirect="delay", min_body=2000, count=3)
+    app.reset_counts()
+    assert wb.get(PEOPLE, filters=filters, columns=["id", "name"]) == expected
+    hops = [e for e in app.request_log if "crm/people" in e["path"]]
+    assert [e["path"] for e in hops] == ["/crm/people.api"] + ["/delay/crm/people.api"] * 3
+    assert len({e["body_bytes"] for e in hops}) == 1 and hops[0]["body_bytes"] > 2000   # the same body each hop
+    assert wb.http.requests_made >= 4
+
+
+def test_a_redirected_write_is_sent_again_whole_and_applied_once(workbooks_server):
+    """§11 + §2.3: a 302 comes before Workbooks processes a request, so the redirected PUT was not
+    applied; re-sending it, body and all, to the delaying URL applies it once. (Before: refused,
+    'not replayed', so every write-back failed while Workbooks rate-limited.)"""
+    app = workbooks_server.app
+    wb = api_key_client(workbooks_server)
+    app.add_fault(method="PUT", path=r"crm/people", status=302, redirect="delay", count=2)
+    (created,) = wb.batch(PEOPLE, [{"__method": "POST", "name": "Written Through"}])
+    assert created.ok and created.id
+    assert [p["name"] for p in app.records("people")] == ["Written Through"]
+    assert app.count_of("PUT", r"^/delay/crm/people") == 2
+
+
+def test_a_303_is_never_followed(workbooks_server):
+    """303 says the request was processed elsewhere: a write re-sent there would be replayed."""
+    app = workbooks_server.app
+    wb = api_key_client(workbooks_server)
+    app.add_fault(method="PUT", path=r"crm/people", status=303, redirect="delay", count=1)
+    with pytest.raises(TransientError, match=r"HTTP 303.*not re-sent"):
+        wb.batch(PEOPLE, [{"__method": "POST", "name": "Once"}])
+    assert app.count_of("PUT", r"^/delay/") == 0
+
+
+def test_redirect_hops_are_bounded(workbooks_server):
+    app = workbooks_server.app
+    wb = api_key_client(workbooks_server)
+    app.add_fault(method="GET", path=r"crm/people", status=302, redirect="delay", count=None)
+    with pytest.raises(TransientError, match="more than 10 redirects"):
+        wb.get(PEOPLE)
+    assert app.count_of("GET", r"crm/people") == 11
+
+
+def test_a_redirect_delay_is_waited_inside_the_deadline(workbooks_server):
+    """A Retry-After on the redirect (none is documented, §11) is honoured like a 429's; one past
+    the deadline is not waited but reported."""
+    app = workbooks_server.app
+    sleeps = Sleeps()
+    wb = api_key_client(workbooks_server, workbooks_http(deadline=30, sleep=sleeps))
+    app.add_fault(method="GET", path=r"crm/people", status=302, redirect="delay", headers={"Retry-After": "2"})
+    assert wb.get(PEOPLE) == []
+    assert len(sleeps.calls) == 1 and 1.5 < sleeps.calls[0] <= 2.0       # the fake sleep: asked, not slept
+    app.add_fault(method="GET", path=r"crm/people", status=302, redirect="delay", headers={"Retry-After": "600"})
+    with pytest.raises(RateLimited, match="redirected"):
+        wb.get(PEOPLE)
+    assert len(sleeps.calls) == 1
+
+
+def test_a_redirect_to_the_login_page_reconnects_in_engine_mode(workbooks_server):
+    """§2.3: an ended session is answered with a 302 to the login page. In Process-Engine mode the
+    client reconnects (a new session) and sends the request again; following the redirect would
+    only fetch an HTML page. With an API key there is nothing to reconnect: a clear error."""
+    app = workbooks_server.app
+    _people(app, 3)
+    wb = WorkbooksClient.connect(engine_params(workbooks_server), workbooks_http())
+    old_session = wb.session_id
+    app.add_fault(method="PUT", path=r"crm/people", status=302, count=1)        # → /login
+    (created,) = wb.batch(PEOPLE, [{"__method": "POST", "name": "After Reconnect"}])
+    assert created.ok and wb.session_id != old_session
+    assert app.count_of("POST", r"login\.api") == 2 and app.count_of("GET", r"^/login$") == 0
+    assert len(wb.get(PEOPLE)) == 4
+
+    key_client = api_key_client(workbooks_server)
+    app.add_fault(method="GET", path=r"crm/people", status=302, count=1)
+    with pytest.raises(TransientError, match="login page: the API key was not accepted"):
+        key_client.get(PEOPLE)
 
 
 def test_show_and_datetimes(workbooks_server):

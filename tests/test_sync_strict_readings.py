@@ -116,6 +116,46 @@ def test_an_ignored_pick_up_filter_never_syncs_everything(sb):
     assert sb.outreach_requests() == 0
 
 
+# --- Workbooks rate-limits by redirecting any request to a delaying URL (workbooks-api.md §11) ---------------
+
+def _engine_params(sb) -> dict:
+    """The Process Engine's way in (workbooks-api.md §2.4): a session, its cookie on every request."""
+    session = sb.wb.create_session()
+    return {"_workbooks_session_id": session["session_id"], "_workbooks_username": session["username"],
+            "_workbooks_logical_database_id": session["logical_database_id"],
+            "_workbooks_api_logging_key": "run-log-key", "_workbooks_client_name": "Process Engine"}
+
+
+def test_a_redirected_scan_reads_what_it_asked_for_under_the_process_engine(sb):
+    """Issue 16 §1, as a new user hit it: Workbooks answers the scan's read (its filter in the
+    body, §1.2) with a 302 to a delaying URL. requests followed it as a bodiless GET carrying the
+    session cookie, so Workbooks answered every record, unfiltered, and the run carried on (exit 0)
+    having read records it never asked for. Followed by hand, each hop carries the same body and
+    the run is the one it is without redirects."""
+    # a bulk import: enough People that the scan meets its own write-backs and leaves them out,
+    # which makes its read long (workbooks-api.md §1.2: such a read travels as a GET body)
+    ticked = [sb.person(email=f"ticked{n}@acme.example", first=f"T{n}")["id"] for n in range(250)]
+    for n in range(20):
+        sb.wb.insert("people", {"name": f"Unticked {n}", "main_location[email]": f"unticked{n}@acme.example"})
+    sb.wb.config["rate_limit_redirect_delay"] = 0.05
+    sb.wb.add_fault(method="GET", path=r"crm/people\.api", status=302, redirect="delay", min_body=2000, count=2)
+    sb.reset_counts()
+
+    result = sb.run(**_engine_params(sb))
+
+    assert result.code == 0, result.output
+    reads = [e for e in sb.wb.request_log if e["method"] == "GET" and "crm/people" in e["path"]]
+    hops = [(before, after) for before, after in zip(reads, reads[1:]) if after["path"].startswith("/delay/")]
+    assert len(hops) == 2
+    for before, after in hops:                 # the delaying URL got the very same parameters
+        assert after["body_bytes"] == before["body_bytes"] > 0, (before, after)
+    assert not [line for line in result.logged("warning") if "pick-up query excludes" in line], result.output
+    assert sorted(p["attributes"]["emails"][0] for p in sb.prospects()) == \
+        sorted(f"ticked{n}@acme.example" for n in range(250))
+    assert all(sb.flags("person", i)["outreach_id"] for i in ticked)
+    assert "people: 250 created" in result.summary
+
+
 # --- Outreach filter[emails]: exact case, primary only (outreach-api.md R2.3) --------------------------------
 
 @pytest.fixture

@@ -91,3 +91,42 @@ def test_a_stopped_server_stops_answering_on_kept_alive_connections():
     except requests.ConnectionError:
         pass
     assert app.count_of("GET", PROSPECTS) == 1
+
+
+# --- answers sent slowly or huge (FaultRule trickle / body_bytes, issue 16 §4) ---------------------------
+
+def test_a_trickle_fault_sends_the_answer_a_piece_at_a_time(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="GET", path="/_x$", status=200, body={"ok": True}, trickle=0.05, trickle_bytes=3)
+    connection = _connection(outreach_server)
+    connection.request("GET", "/_x", headers={"User-Agent": "test"})
+    response = connection.getresponse()
+    assert response.getheader("Content-Length") == str(len(json.dumps({"ok": True})))
+    expected = json.dumps({"ok": True}).encode()
+    pieces = []
+    while sum(map(len, pieces)) < len(expected):
+        pieces.append(response.read1(64))
+    assert response.read() == b""                                      # nothing more, and done
+    assert b"".join(pieces) == expected
+    assert max(len(p) for p in pieces) <= 3 and len(pieces) >= 4      # it really came in pieces
+    assert _exchange(connection, "GET", "/_emulator/health").status == 200   # and the connection lives on
+
+
+def test_a_trickle_fault_shapes_the_apis_own_answer_and_ends_when_the_client_leaves(outreach_server):
+    app = outreach_server.app
+    app.add_fault(method="GET", path=PROSPECTS, trickle=0.05)
+    connection = _connection(outreach_server)
+    connection.request("GET", PROSPECTS, headers={"User-Agent": "test"})
+    response = connection.getresponse()
+    assert response.status == 401 and len(response.read1(1)) == 1     # the API's answer, one byte
+    connection.close()                                                 # the client gives up
+    assert _exchange(_connection(outreach_server), "GET", "/_emulator/health").status == 200
+    assert not app.internal_errors
+
+
+def test_a_body_bytes_fault_answers_that_many_bytes_without_holding_them(outreach_server):
+    outreach_server.app.add_fault(method="GET", path=PROSPECTS, body_bytes=3_000_000)
+    response = requests.get(outreach_server.url + PROSPECTS, timeout=10)
+    assert response.status_code == 200 and len(response.content) == 3_000_000
+    assert response.headers["Content-Length"] == "3000000"
+    assert response.json()["data"] == []                                # valid JSON, mostly padding

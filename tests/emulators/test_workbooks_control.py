@@ -266,31 +266,69 @@ def test_injected_faults_use_the_api_shapes(api):
     assert api.get("crm/people").status_code == 200
 
 
-def test_rate_limit_redirect_every_nth_get(api):
-    # workbooks-api.md §11: rate limiting by redirect (no 429); the client must follow it
+def test_rate_limit_redirect_every_nth_request_to_a_delaying_url(api):
+    # workbooks-api.md §11: rate limiting by redirect (no 429) via a "delaying URL"; the client
+    # must follow it. Reads and writes alike (switch rate_limit_redirect_methods).
     api.app.insert("people", {"name": "Rated"})
     api.app.config["rate_limit_redirect_every"] = 2
     first = api.get("crm/people", [("_limit", "5")], allow_redirects=False)
     assert first.status_code == 200
     second = api.get("crm/people", [("_limit", "5")], allow_redirects=False)
     assert second.status_code == 302
-    assert second.headers["Location"] == f"/crm/people.api?api_key={api.key}&_limit=5"
-    followed = api.get("crm/people", [("_limit", "5")])          # 3rd passes; 4th redirects, 5th passes
-    assert followed.status_code == 200 and followed.json()["total"] == 1
-    assert [r.status_code for r in followed.history] == []
-    followed = api.get("crm/people", [("_limit", "5")])
-    assert [r.status_code for r in followed.history] == [302] and followed.json()["total"] == 1
-    # writes are never redirected
+    assert second.headers["Location"] == f"/delay/crm/people.api?api_key={api.key}&_limit=5"
+    # the delaying URL serves the request as the route itself, and is not rate-limited again
+    delayed = api.http.get(api.url + second.headers["Location"], allow_redirects=False)
+    assert delayed.status_code == 200 and delayed.json()["total"] == 1
+    row = {"__method": "POST", "id": 0, "lock_version": 0, "name": "W"}
+    assert api.put("crm/people", [row], allow_redirects=False).status_code == 200       # 3rd
+    redirected = api.put("crm/people", [row], allow_redirects=False)                     # 4th
+    assert redirected.status_code == 302 and redirected.headers["Location"] == "/delay/crm/people.api"
+    assert len(api.app.records("people")) == 2                  # the redirected write was not applied
+    api.app.config["rate_limit_redirect_methods"] = ["GET"]
     for _ in range(3):
-        assert api.put("crm/people", [{"__method": "POST", "id": 0, "lock_version": 0, "name": "W"}],
-                       allow_redirects=False).status_code == 200
+        assert api.put("crm/people", [row], allow_redirects=False).status_code == 200
 
 
-def test_redirected_get_body_is_lost(api):
-    # workbooks-api.md §11 [I]: the redirect keeps only path and query; a GET body is dropped on follow
+def test_the_delaying_url_serves_what_it_is_sent(api):
+    # §11 [I]: a client that re-sends the same method and body gets the original answer; one that
+    # drops the body (requests' way with a 302) loses the filters and the api_key
+    for name in ("Ann", "Bob", "Cy"):
+        api.app.insert("people", {"name": name})
     api.app.config["rate_limit_redirect_every"] = 1
-    response = api.http.get(f"{api.url}/crm/people.api", data={"api_key": api.key}, allow_redirects=False)
-    assert response.status_code == 302 and response.headers["Location"] == "/crm/people.api"
+    body = {"api_key": api.key, "_ff[]": "name", "_ft[]": "eq", "_fc[]": "Bob"}
+    response = api.http.get(f"{api.url}/crm/people.api", data=body, allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/delay/crm/people.api"
+    resent = api.http.get(api.url + response.headers["Location"], data=body, allow_redirects=False)
+    assert [r["name"] for r in resent.json()["data"]] == ["Bob"]
+    bare = api.http.get(api.url + response.headers["Location"], allow_redirects=False)
+    assert (bare.status_code, bare.headers["Location"]) == (302, "/login")
+
+
+def test_the_delaying_url_holds_the_request(api):
+    # §11, §13.6: the delay is a switch; the request is held outside the emulator's lock
+    api.app.config["rate_limit_redirect_delay"] = 0.3
+    started = time.monotonic()
+    assert api.http.get(f"{api.url}/delay/crm/people.api", params={"api_key": api.key}).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_delay_fault_for_long_reads_only_hop_after_hop(api):
+    # core FaultRule: redirect "delay" + min_body: only reads whose parameters travel in the body
+    api.app.insert("people", {"name": "Long"})
+    api.app.add_fault(method="GET", path=r"crm/people", status=302, redirect="delay", min_body=500, count=2)
+    short = api.get("crm/people", allow_redirects=False)
+    assert short.status_code == 200
+    body = [("api_key", api.key), ("_ff[]", "name"), ("_ft[]", "ne"), ("_fc[]", "x" * 600)]
+    first = api.http.get(f"{api.url}/crm/people.api?_dc=1", data=body, allow_redirects=False)
+    assert (first.status_code, first.headers["Location"]) == (302, "/delay/crm/people.api?_dc=1")
+    second = api.http.get(api.url + first.headers["Location"], data=body, allow_redirects=False)
+    assert (second.status_code, second.headers["Location"]) == (302, "/delay/crm/people.api?_dc=1")
+    third = api.http.get(api.url + second.headers["Location"], data=body, allow_redirects=False)
+    assert third.status_code == 200 and third.json()["total"] == 1
+    log = api.app.request_log
+    assert [e["target"] for e in list(log)[-3:]] == ["/crm/people.api?_dc=1", "/delay/crm/people.api?_dc=1",
+                                                    "/delay/crm/people.api?_dc=1"]
+    assert all(e["body_bytes"] > 500 for e in list(log)[-3:])
 
 
 # --- robustness: never crash (the fixture asserts internal_errors stays empty) ------------------------------------

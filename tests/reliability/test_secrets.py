@@ -31,6 +31,7 @@ from plugin import http as plugin_http
 from tests.install_helpers import CLIENT_SECRET
 from tests.reliability.helpers import ROOT
 from tests.sync_harness import Sandbox
+from tools import demo_company
 
 PLUGIN = ROOT / "plugin"
 HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "send"}
@@ -118,16 +119,8 @@ def test_successful_runs_in_both_connection_modes_leak_nothing(sb):
     sb.outreach.insert("prospects", {"emails": ["dup@acme.example"]})
     sb.person(email="dup@acme.example")
     assert run(sb, log_level="debug").code == 0
-    # the Process Engine's way in: a session to reconnect with, and an API-logging key
-    engine = sb.wb.create_session()
-    params = {k: v for k, v in sb.params().items() if k != "workbooks_api_key"}
-    params.update(_workbooks_session_id=engine["session_id"], _workbooks_username=engine["username"],
-                  _workbooks_logical_database_id=engine["logical_database_id"],
-                  _workbooks_api_logging_key="alk-" + "9" * 24, _workbooks_client_name="Process Engine",
-                  log_level="debug")
-    sb.watch.fixed.add(params["_workbooks_api_logging_key"])
     sb.person(email="bo@acme.example")
-    result = run(sb, params=params)
+    result = run(sb, params=engine_params(sb, log_level="debug"))
     assert result.code == 0, result.output
     # a refresh mid-life: new tokens minted and stored
     sb.outreach.clock.advance(61)
@@ -136,6 +129,76 @@ def test_successful_runs_in_both_connection_modes_leak_nothing(sb):
     assert run(sb, log_level="debug").code == 0
     assert len(sb.outreach._refresh) >= 2
     assert_clean(sb)
+
+
+def engine_params(sb, **extra) -> dict:
+    """The Process Engine's way in: a session to reconnect with, and an API-logging key (both
+    secrets the watch then looks for)."""
+    engine = sb.wb.create_session()
+    params = {k: v for k, v in sb.params().items() if k != "workbooks_api_key"}
+    params.update(_workbooks_session_id=engine["session_id"], _workbooks_username=engine["username"],
+                  _workbooks_logical_database_id=engine["logical_database_id"],
+                  _workbooks_api_logging_key="alk-" + "9" * 24, _workbooks_client_name="Process Engine", **extra)
+    sb.watch.fixed.add(params["_workbooks_api_logging_key"])
+    return params
+
+
+def seed_demo_company(sb) -> int:
+    """The company `make demo` seeds (tools/demo_company.py), ticked as the demo ticks it, in this
+    sandbox's emulators; returns how many People are ticked."""
+    company = demo_company.build()
+    reps = {rep["key"]: sb.wb.add_user(rep["login_name"], rep["person_name"]) for rep in company.reps}
+
+    def row(record: dict, queue: str) -> dict:
+        return {**{k: v for k, v in record.items() if not k.startswith("_")},
+                "assigned_to": reps[record["_owner"]][queue]}
+    sb.wb.seed({"organisations": [row(o, "organisation_queue_id") for o in company.organisations],
+                "people": [row(p, "person_queue_id") for p in company.people]})
+    for user in company.outreach_users:
+        sb.outreach.add_user(user["email"], user["username"], user["first_name"], user["last_name"])
+    sb.outreach.config["excluded_domains"] = [demo_company.EXCLUDED_DOMAIN]
+    for prospect in company.outreach_prospects:
+        sb.outreach.insert("prospects", {k: v for k, v in prospect.items() if k != "_owner"})
+    for org in company.organisations:
+        if org["_flag"]:
+            sb.wb.edit("organisations", org["id"], {sb.col("organisation", "sync"): True})
+    now = {p["main_location[email]"].lower() for p in company.people if p["_flag"] == "now"}
+    for person in sb.wb.records("people"):
+        if str(person.get("main_location[email]") or "").lower() in now:
+            sb.wb.edit("people", person["id"], {sb.col("person", "sync"): True})
+    return len(now)
+
+
+def test_no_secret_travels_in_any_url(sb):
+    """Issue 16 §2: a URL lands in Workbooks' access logs, in proxies' logs and in every
+    redirect's Location. Every request line both emulators receive during the installer, the
+    authorisation and demo-sized runs in both connection modes (with a token refresh) is scanned
+    for every secret: the API key, session ids and authenticity tokens, the API-logging key, the
+    OAuth client secret and every token and code Outreach minted."""
+    targets: list[str] = []
+
+    def collect() -> None:
+        for app in (sb.wb, sb.outreach):
+            assert app.total_requests <= app.request_log.maxlen, "the log dropped request lines"
+            targets.extend(f"{e['method']} {e['target']}" for e in app.request_log)
+        sb.reset_counts()
+
+    collect()                                                # the installer and the authorisation
+    ticked = seed_demo_company(sb)
+    first = run(sb)
+    assert first.code == 0 and f"people: {ticked - 3} created" in first.summary, first.output
+    collect()
+    sb.wb.edit("people", sb.wb.records("people")[5]["id"], {"person_job_title": "Edited"})
+    sb.outreach.clock.advance(61)
+    set_tokens(sb, expires_at=int(time.time()) + 30)         # a refresh on the way
+    assert run(sb, params=engine_params(sb)).code == 0
+    collect()
+
+    assert len(targets) > 300 and any("/crm/people.api" in t for t in targets)
+    leaking = [t for t in targets if sb.watch.leaks(t)]
+    assert len(leaking) == 0, f"{len(leaking)} request lines carry a secret, e.g. {sb.watch.leaks(leaking[0])} in " \
+                        f"{leaking[0].split('?')[0]}"
+    assert len(sb.watch.all()) >= 8
 
 
 def test_authorisation_pages_leak_nothing(sb):

@@ -16,6 +16,8 @@ Control surface common to both (JSON in, JSON out):
   POST   /_emulator/faults  {rule} | [{rule}, ...]   (see FaultRule)
   DELETE /_emulator/faults                      -> clears every rule
   GET    /_emulator/requests                    -> {"total": n, "counts": {"GET /path": n}, "log": [...]}
+                                                   each log entry: n, method, path, target (the request
+                                                   line's target: path and query string), body_bytes, at
   DELETE /_emulator/requests                    -> zeroes the counters
   POST   /_emulator/reset                       -> data, clock, config, faults and counters back to new
 """
@@ -32,7 +34,7 @@ import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -95,10 +97,19 @@ class FaultRule:
     matches pass untouched, then the next `count` matches (None: all) get the fault, each with
     probability `rate` (seeded, so a storm can be replayed).
 
+    `min_body` narrows the match to requests whose body has at least that many bytes (a
+    Workbooks read long enough to travel as a GET body, workbooks-api.md §1.2).
+
     Effects, applied in this order: `latency` seconds of delay; then either `reset` (close the
     connection with a TCP RST, `when` "before" the API sees the request or "after" it was
     processed, so the client never learns the outcome) or `status` (answer with that status in the
-    API's own error shape, or with `body`/`headers` when given) instead of processing.
+    API's own error shape, or with `body`/`headers` when given) instead of processing. With a 3xx
+    `status`, `redirect` is its Location: a URL as given, or "delay" for the emulator's own
+    delaying URL for this request (`Emulator.delaying_url`; Workbooks rate-limits this way, §11).
+    How the answer (the fault's or the API's own) is sent: `trickle` seconds between pieces of
+    `trickle_bytes` bytes (a server that keeps a connection busy for ever, one byte at a time),
+    and `body_bytes` answers a body of that many bytes (status 200 unless `status` says
+    otherwise), generated while it is sent, so a huge answer costs the emulator no memory.
     """
 
     method: str | None = None
@@ -109,6 +120,11 @@ class FaultRule:
     latency: float = 0.0
     reset: bool = False
     when: str = "before"
+    redirect: str | None = None
+    min_body: int = 0
+    trickle: float = 0.0
+    trickle_bytes: int = 1
+    body_bytes: int | None = None
     skip: int = 0
     count: int | None = 1
     rate: float = 1.0
@@ -121,12 +137,22 @@ class FaultRule:
             raise ValueError("when must be 'before' or 'after'")
         if self.path is not None:
             re.compile(self.path)
+        if self.trickle < 0 or self.trickle_bytes < 1 or (self.body_bytes is not None and self.body_bytes < 0):
+            raise ValueError("trickle must be >= 0, trickle_bytes >= 1, body_bytes >= 0")
         self._rng = random.Random(self.seed)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body_size: int = 0) -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
+        if body_size < self.min_body:
+            return False
         return self.path is None or re.search(self.path, path) is not None
+
+    @property
+    def answers(self) -> bool:
+        """True when this fault answers in the API's place (rather than only delaying or shaping
+        the API's own answer)."""
+        return self.status is not None or self.body_bytes is not None
 
     def fire(self) -> bool:
         """Called for each matching request; True when this request gets the fault."""
@@ -154,6 +180,42 @@ class _ResetConnection(Exception):
     """Raised to make the server drop the connection without an answer."""
 
 
+@dataclass
+class BodyPlan:
+    """How the handler sends an answer's body: `size` bytes of filler instead of the body (None:
+    the body itself), in pieces of `piece` bytes with `interval` seconds between them."""
+
+    size: int | None = None
+    interval: float = 0.0
+    piece: int = 64 * 1024
+
+    def pieces(self, body: bytes) -> Iterator[bytes]:
+        source = body if self.size is None else None
+        if source is not None:
+            for start in range(0, len(source), self.piece):
+                yield source[start:start + self.piece]
+            return
+        head, tail = b'{"data": [], "padding": "', b'"}'
+        yield from _split(head, self.piece)
+        left = max(0, self.size - len(head) - len(tail))
+        while left:
+            n = min(left, self.piece)
+            yield b"x" * n
+            left -= n
+        yield tail
+
+    def length(self, body: bytes) -> int:
+        if self.size is None:
+            return len(body)
+        head_tail = len(b'{"data": [], "padding": "') + len(b'"}')
+        return max(self.size, head_tail)
+
+
+def _split(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
 class Emulator:
     name = "emulator"
     #: switch name -> default value; subclasses extend it. Reported and set via /_emulator/config.
@@ -179,6 +241,15 @@ class Emulator:
     def control(self, request: Request, path: str) -> Response | None:
         """Emulator-specific control routes under /_emulator/; None when the path is not theirs."""
         return None
+
+    def delaying_url(self, request: Request) -> str:
+        """Where a `redirect: "delay"` fault sends a request: by default its own path and query."""
+        query = request.query_string.decode("latin-1")
+        return request.path + (f"?{query}" if query else "")
+
+    def delay_for(self, request: Request) -> float:
+        """Seconds to hold `request` before it is served (outside the lock); none by default."""
+        return 0.0
 
     # --- shared state -----------------------------------------------------------------------------
     def reset_all(self) -> None:
@@ -247,25 +318,22 @@ class Emulator:
             key = f"{request.method} {self.normalise_path(path)}"
             self.counts[key] += 1
             self.total_requests += 1
+            query = request.query_string.decode("latin-1")
+            size = request.content_length or 0
             self.request_log.append({"n": self.total_requests, "method": request.method, "path": path,
+                                     "target": path + (f"?{query}" if query else ""), "body_bytes": size,
                                      "at": self.clock.describe()["now"]})
-            fired = [f for f in self.faults if f.matches(request.method, path) and f.fire()]
+            fired = [f for f in self.faults if f.matches(request.method, path, size) and f.fire()]
             self.faults = [f for f in self.faults if not f.spent]
-        latency = sum(f.latency for f in fired)
+        latency = sum(f.latency for f in fired) + self.delay_for(request)
         if latency:
             time.sleep(latency)
+        _plan_body(request, fired)
         for fault in fired:
             if fault.reset and fault.when == "before":
                 raise _ResetConnection()
-            if fault.status is not None:
-                if fault.body is not None:
-                    body = fault.body if isinstance(fault.body, str) else json.dumps(fault.body)
-                    return Response(body, status=fault.status, headers=fault.headers,
-                                    content_type="application/json")
-                response = self.error_response(fault.status, f"injected fault {fault.status}")
-                for name, value in fault.headers.items():
-                    response.headers[name] = str(value)
-                return response
+            if fault.answers:
+                return self._fault_answer(fault, request)
         with self.lock:
             try:
                 response = self.dispatch(request)
@@ -277,6 +345,22 @@ class Emulator:
                 response = self.error_response(500, "internal error")
         if any(f.reset and f.when == "after" for f in fired):
             raise _ResetConnection()
+        return response
+
+    def _fault_answer(self, fault: FaultRule, request: Request) -> Response:
+        status = fault.status if fault.status is not None else 200
+        if fault.body_bytes is not None:
+            response = Response(b"", status=status, headers=fault.headers, content_type="application/json")
+        elif fault.body is not None:
+            body = fault.body if isinstance(fault.body, str) else json.dumps(fault.body)
+            response = Response(body, status=status, headers=fault.headers, content_type="application/json")
+        else:
+            response = self.error_response(status, f"injected fault {status}")
+            for name, value in fault.headers.items():
+                response.headers[name] = str(value)
+        if fault.redirect is not None and 300 <= status < 400:
+            response.headers["Location"] = self.delaying_url(request) if fault.redirect == "delay" \
+                else fault.redirect
         return response
 
     def _control(self, request: Request, path: str) -> Response:
@@ -329,6 +413,19 @@ class Emulator:
 # Set in the WSGI environ when a fault drops the connection: the handler then sends nothing and
 # closes the socket itself, which (with SO_LINGER 0) is a real TCP RST, not a FIN.
 _RESET_KEY = "emulator.reset_connection"
+# Set in the WSGI environ when a fault shapes how the answer's body is sent (a BodyPlan).
+_BODY_PLAN_KEY = "emulator.body_plan"
+
+
+def _plan_body(request: Request, fired: list[FaultRule]) -> None:
+    huge = next((f.body_bytes for f in fired if f.body_bytes is not None), None)
+    slow = max((f for f in fired if f.trickle > 0), key=lambda f: f.trickle, default=None)
+    if huge is None and slow is None:
+        return
+    plan = BodyPlan(size=huge)
+    if slow is not None:
+        plan.interval, plan.piece = slow.trickle, slow.trickle_bytes
+    request.environ[_BODY_PLAN_KEY] = plan
 
 
 def _reset_socket(environ) -> None:
@@ -474,15 +571,35 @@ class _KeepAliveHandler(WSGIRequestHandler):
             if lower == "content-length" and not head:
                 continue      # the body actually sent decides; a wrong one would desync the stream
             self.send_header(name, value)
+        plan = environ.get(_BODY_PLAN_KEY)
         if not bodiless and not head:
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(plan.length(body) if plan else len(body)))
         asked_to_close = any(n.lower() == "connection" and v.lower() == "close" for n, v in headers)
         if self.close_connection or asked_to_close:
             self.send_header("Connection", "close")       # sets close_connection too
         self.end_headers()
         if not bodiless and not head:
-            self.wfile.write(body)
+            if plan is None:
+                self.wfile.write(body)
+            else:
+                self._send_planned(plan, body)
+                return
         self.wfile.flush()
+
+    def _send_planned(self, plan: BodyPlan, body: bytes) -> None:
+        """A body sent slowly or generated as it goes. A client that gives up closes its end; the
+        next write fails and the connection is dropped (so is a stopped emulator's)."""
+        try:
+            for piece in plan.pieces(body):
+                if getattr(self.server, "emulator_stopped", False):
+                    raise ConnectionAbortedError("emulator stopped")
+                self.wfile.write(piece)
+                if plan.interval:
+                    self.wfile.flush()
+                    time.sleep(plan.interval)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
 
     def _abort(self) -> None:
         """Close every reference to the socket now: with SO_LINGER 0 the kernel answers with RST.

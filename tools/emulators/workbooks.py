@@ -9,6 +9,8 @@ Routes (the real API's shape):
   /<controller>.api               GET reads (§3), PUT / POST+_method=PUT writes in batches (§4)
   GET /<controller>/<id>.api      show one record: `data` is an object (§1.1)
   GET /metadata/types.api         record types with their fields, custom ones included (§10)
+  /delay/<any route above>        the rate limit's delaying URL (§11): held rate_limit_redirect_delay
+                                  seconds, then served as the route itself
 Controllers: crm/people, crm/organisations, crm/person_queues, crm/organisation_queues,
 admin/users (switch `users_endpoint`; read-only), admin/custom_fields, automation/api_data,
 automation/scheduled_actions, automation/web_actions.
@@ -50,10 +52,28 @@ Each models something the reference marks uncertain ([I]) or leaves open; defaul
                                                                   field set); None disables it
   assigned_to_name                   False          §5.2, §13.7   records carry `assigned_to_name` (2009
                                                                   example) as well as queue_entry[...]
-  rate_limit_redirect_every          0              §11           N > 0: every Nth HTTP GET of an API route
-                                                                  is answered 302 to its own URL (path and
-                                                                  query string only: a GET body is lost,
-                                                                  as a redirected client drops it)
+  rate_limit_redirect_every          0              §11           N > 0: every Nth request of an API route
+                                                                  whose method is in rate_limit_redirect_
+                                                                  methods is answered 302 to a delaying URL:
+                                                                  /delay + its path and query string. The
+                                                                  delaying URL serves whatever request reaches
+                                                                  it as the original route would: a client
+                                                                  that re-sends the same method and body gets
+                                                                  the same answer; one that drops the body
+                                                                  (requests turns a 302 into a bodiless GET)
+                                                                  loses a long read's filters, its api_key
+                                                                  and a write. Short and long reads alike (a
+                                                                  GET with a body, §1.2). A fault rule
+                                                                  {"status": 302, "redirect": "delay"} does
+                                                                  the same for chosen requests (min_body: only
+                                                                  long reads), hop after hop
+  rate_limit_redirect_methods        ["GET","PUT"]  §11, §2.3     the methods (the effective one: `_method`
+                                                                  wins) rate limiting redirects: §11 says a
+                                                                  302 "may arrive at any time", writes
+                                                                  included ([I]: only GETs, its own guess, is
+                                                                  the lenient reading)
+  rate_limit_redirect_delay          0.0            §11, §13.6    seconds the delaying URL holds a request
+                                                                  before serving it (no number is published)
   unverified_attributes              False          §2.1 [O],     the made-up attribute names exist: custom
                                                     §2.2, R2.2,   fields' is_hidden, is_required, is_read_only;
                                                     R2.3          scheduled/web processes' frequency_minutes,
@@ -167,6 +187,7 @@ from werkzeug.wrappers import Request, Response
 from .core import UTC, Emulator, json_response
 
 SESSION_COOKIE = "Workbooks-Session"
+DELAY_PREFIX = "/delay"                          # §11: the rate limit's "delaying URL" (shape [I])
 MAX_OBJECTS_PER_WRITE = 100                      # §4.1
 STRING_LIMIT = 255                               # §6.2 "string: up to 255 characters"
 # The email rule of switch email_validation [I]: dot-atoms of RFC 5322 (ASCII), a domain of
@@ -709,6 +730,8 @@ class WorkbooksEmulator(Emulator):
         "users_endpoint": "admin/users",
         "assigned_to_name": False,
         "rate_limit_redirect_every": 0,
+        "rate_limit_redirect_methods": ["GET", "PUT"],
+        "rate_limit_redirect_delay": 0.0,
         "unverified_attributes": False,
         "custom_field_data_types": "verified",
         "failure_shape": "full",
@@ -732,7 +755,7 @@ class WorkbooksEmulator(Emulator):
         self.sessions: dict[str, dict] = {}          # session id -> session
         self.passwords: dict[int, str] = {}
         self.picklists: dict[int, list[str]] = {}     # picklist id -> its values (Python API only)
-        self._get_count = 0
+        self._limited_count = 0
         self._database_created = self._stamp_time()
         ctx = self._python_context(None)
         self.unassigned_queue_ids = {
@@ -1258,7 +1281,8 @@ class WorkbooksEmulator(Emulator):
     _INDEX = re.compile(r"^/([a-z_][a-z0-9_/]*)\.api$")
 
     def dispatch(self, request: Request) -> Response:
-        path = request.path
+        delayed = request.path.startswith(DELAY_PREFIX + "/")
+        path = request.path[len(DELAY_PREFIX):] if delayed else request.path
         if path == "/login" and request.method in ("GET", "HEAD"):
             return _html_page("Workbooks", "<h1>Log in to Workbooks</h1>")
         try:
@@ -1267,24 +1291,36 @@ class WorkbooksEmulator(Emulator):
                 return self._login(request, params)
             if path in ("/logout", "/logout.api"):
                 return self._logout(request)
-            return self._api(request, params)
+            return self._api(request, params, path, delayed)
         except RequestError as exc:
             return self._error(exc.status, exc.message, exc.field)
 
-    def _api(self, request: Request, params: Params) -> Response:
-        show = self._SHOW.match(request.path)
-        index = self._INDEX.match(request.path)
+    def delaying_url(self, request: Request) -> str:
+        """§11: the "delaying URL" a rate-limited request is redirected to (its shape is not
+        published): /delay + the request's own path and query string."""
+        query = request.query_string.decode("latin-1")
+        path = request.path if request.path.startswith(DELAY_PREFIX + "/") else DELAY_PREFIX + request.path
+        return path + (f"?{query}" if query else "")
+
+    def delay_for(self, request: Request) -> float:
+        """§11: the delaying URL holds the request (switch rate_limit_redirect_delay)."""
+        if request.path.startswith(DELAY_PREFIX + "/"):
+            return float(self.config.get("rate_limit_redirect_delay") or 0)
+        return 0.0
+
+    def _api(self, request: Request, params: Params, path: str, delayed: bool = False) -> Response:
+        show = self._SHOW.match(path)
+        index = self._INDEX.match(path)
         controller = (show or index).group(1) if (show or index) else None
         kind = self._kind_for_controller(controller) if controller else None
         if controller != "metadata/types" and kind is None:
-            return self._error(404, f"No route matches {request.path}")
-        if request.method == "GET" and self._rate_limited():
-            query = request.query_string.decode("latin-1")
-            return Response("", status=302, headers={"Location": request.path + (f"?{query}" if query else "")})
+            return self._error(404, f"No route matches {path}")
+        method = (params.scalar("_method") or request.method).upper()
+        if not delayed and self._rate_limited(method):
+            return Response("", status=302, headers={"Location": self.delaying_url(request)})
         ctx = self._authenticate(request, params)
         if isinstance(ctx, Response):
             return ctx
-        method = (params.scalar("_method") or request.method).upper()
         if controller == "metadata/types":
             response = self._metadata(ctx) if method == "GET" else self._error(405, "Method not allowed")
         elif show:
@@ -1308,13 +1344,15 @@ class WorkbooksEmulator(Emulator):
                 return kind
         return None
 
-    def _rate_limited(self) -> bool:
-        """§11: a delaying redirect on every Nth GET (switch rate_limit_redirect_every)."""
+    def _rate_limited(self, method: str) -> bool:
+        """§11: a delaying redirect on every Nth request of the switched methods (switches
+        rate_limit_redirect_every, rate_limit_redirect_methods)."""
         every = int(self.config.get("rate_limit_redirect_every") or 0)
-        if every <= 0:
+        methods = {str(m).upper() for m in self.config.get("rate_limit_redirect_methods") or ()}
+        if every <= 0 or method not in methods:
             return False
-        self._get_count += 1
-        return self._get_count % every == 0
+        self._limited_count += 1
+        return self._limited_count % every == 0
 
     # --- HTTP: answers ----------------------------------------------------------------------------------------
     def _json(self, payload: Any, status: int = 200, params: Params | None = None) -> Response:
