@@ -132,7 +132,9 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         # Outreach's own limit headers count them anyway.
         if outreach.requests_made and not dry_run and not report.skipped:
             _save_quietly(state, BUDGET, budget_state, log)
-        log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}")
+        by_stage = report.requests_line()
+        log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}"
+                 + (f" ({by_stage})" if by_stage else ""))
     finally:
         connection.close()
     if report.failure is not None:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,17 @@ from tools.web_browser import Browser, own_redirect
 
 WEB_URL = "https://web.outreach.test"
 RUNNER = Path(__file__).resolve().parent.parent / "scripts" / "outreach_send_receive.py"
+
+
+def is_receive_read(key: str) -> bool:
+    """A counted Outreach request ("GET /api/v2/prospects?fields[prospect]&sort…") that the receive
+    half makes: its change feeds (sorted reads: the send half's look-ups never sort) and every
+    read of sequences and sequence states."""
+    method, rest = key.split(" ", 1)
+    path, _, names = rest.partition("?")
+    if method != "GET":
+        return False
+    return bool(re.search(r"/api/v2/(sequences|sequenceStates)(/|$)", path)) or "sort" in names.split("&")
 
 
 @dataclass
@@ -163,6 +175,26 @@ class Sandbox:
 
     def outreach_requests(self, method: str | None = None, path: str | None = None) -> int:
         return self.outreach.count_of(method, path)
+
+    def receive_requests(self, path: str | None = None) -> int:
+        """Outreach requests of the receive half (`is_receive_read`)."""
+        return self._outreach_count(lambda key: is_receive_read(key) and (path is None or re.search(path, key)))
+
+    def send_requests(self, method: str | None = None, path: str | None = None) -> int:
+        """Outreach requests of the send half: everything but receive's reads."""
+        def wanted(key: str) -> bool:
+            m, rest = key.split(" ", 1)
+            return (not is_receive_read(key) and (method is None or m == method.upper())
+                    and (path is None or re.search(path, rest.partition("?")[0]) is not None))
+        return self._outreach_count(wanted)
+
+    def record_writes(self) -> int:
+        """Workbooks write requests to People and Organisations (state rows aside)."""
+        return self.wb.count_of("PUT", r"crm/(people|organisations)")
+
+    def _outreach_count(self, wanted) -> int:
+        with self.outreach.lock:
+            return sum(n for key, n in self.outreach.counts_by_query.items() if wanted(key))
 
     def reset_counts(self) -> None:
         self.wb.reset_counts()

@@ -43,7 +43,7 @@ def test_start_redirects_to_outreach_with_a_state_bound_to_this_database(plugin)
     assert query["client_id"] == CLIENT_ID
     assert query["redirect_uri"] == REDIRECT_URI
     assert query["response_type"] == "code"
-    assert query["scope"].split() == ["prospects.all", "accounts.all", "users.read"]
+    assert query["scope"].split() == ["prospects.all", "accounts.all", "users.read", "sequences.read", "sequenceStates.read"]
     assert len(query["state"]) >= 32
     pending = plugin.state("oauth_state")["pending"]
     assert len(pending) == 1
@@ -63,7 +63,7 @@ def test_full_authorisation_stores_tokens_and_the_status_page_never_shows_them(p
     assert callback.header("Content-Type") == "text/html; charset=utf-8"
     tokens = plugin.state("tokens")
     assert tokens["access_token"] and tokens["refresh_token"]
-    assert tokens["scopes"] == ["prospects.all", "accounts.all", "users.read"]
+    assert tokens["scopes"] == ["prospects.all", "accounts.all", "users.read", "sequences.read", "sequenceStates.read"]
     assert tokens["instance_url"] == f"{plugin.outreach.url}/api/v2"
     assert tokens["database"] == {"name": "Emulated Database", "id": 1, "instance_id": 4242}
     assert tokens["expires_at"] > time.time() + 3600
@@ -83,7 +83,7 @@ def test_full_authorisation_stores_tokens_and_the_status_page_never_shows_them(p
     status = plugin.web({})
     assert status.returncode == 0 and status.status == 200
     for shown in ("Emulated Database (id 1, instance 4242)", f"{plugin.outreach.url}/api/v2",
-                  "prospects.all accounts.all users.read", "Access token expires"):
+                  "prospects.all accounts.all users.read sequences.read sequenceStates.read", "Access token expires"):
         assert shown in status.body
     for run in (start, callback, status):
         assert_no_secrets(run.output, secrets_of(plugin))

@@ -27,7 +27,7 @@ def economy(tmp_path_factory):
     run = bench.Bench(S, latency_ms=0, in_process=True, workdir=tmp_path_factory.mktemp("economy"),
                       log=lambda _text: None)
     try:
-        report = run.run(["backlog", "echo", "steady", "trickle"])
+        report = run.run(["backlog", "echo", "steady", "trickle", "received"])
         yield report["scenarios"], report["targets"]
     finally:
         run.close()
@@ -46,10 +46,11 @@ def test_backlog_outreach_requests_per_created_record(economy):
     assert outreach["create"] == created                         # one POST per record, no retries
     assert outreach["update"] == 0 and outreach["other"] == 0
     assert outreach["users"] == backlog["runs"]                   # users read once per run
+    assert outreach["receive"] <= 3 * backlog["runs"]             # the receive half's polls, one per feed
     # Look-ups batched: prospects by email (≤ 50 values or 1,500 URL characters per request, so
     # 2–3 per page of 100), accounts by customId then name (2 chunks each per page).
     assert outreach["lookup"] <= 3 * pages(S.people) + 5 * pages(S.organisations)
-    assert backlog["outreach_api_total"] / created <= 1.05
+    assert backlog["outreach_send_total"] / created <= 1.05
     assert set(backlog["outreach_statuses"]) <= {"200", "201"}
 
 
@@ -70,12 +71,22 @@ def test_backlog_workbooks_reads_paged_and_writes_batched(economy):
     assert fixed <= 25 * runs                                                # login, lock, state, queues
 
 
-@pytest.mark.parametrize("name", ["echo", "steady"])
-def test_idle_runs_cost_no_outreach_request_and_at_most_four_workbooks_requests(economy, name):
-    scenario = economy[0][name]
-    assert scenario["exit_codes"] == [0]
-    assert scenario["outreach_api_total"] == 0
-    assert scenario["workbooks"]["total"] <= 4
+def test_the_run_after_a_full_sync_sends_nothing_and_writes_no_record(economy):
+    """Only our own writes changed anything: the send scan leaves its write-backs out, and the
+    receive half passes Outreach's echoes of our creates (its cursor moves: state, not records)."""
+    echo = economy[0]["echo"]
+    assert echo["exit_codes"] == [0]
+    assert echo["outreach_send_total"] == 0
+    assert echo["outreach"]["receive"] <= 3 + math.ceil((S.people + S.organisations) / 1000)
+    assert not any(key.startswith("PUT /crm/") for key in echo["workbooks_requests"])
+
+
+def test_an_idle_run_polls_three_feeds_and_costs_at_most_four_workbooks_requests(economy):
+    steady = economy[0]["steady"]
+    assert steady["exit_codes"] == [0]
+    assert steady["outreach_send_total"] == 0 and steady["outreach"]["receive"] <= 3
+    assert steady["outreach_api_total"] == steady["outreach"]["receive"]      # GETs only
+    assert steady["workbooks"]["total"] <= 4
 
 
 def test_trickle_sends_exactly_one_patch_per_edited_record_with_only_the_changed_attribute(economy):
@@ -83,10 +94,23 @@ def test_trickle_sends_exactly_one_patch_per_edited_record_with_only_the_changed
     edited = math.ceil(S.people / S.trickle_every)
     assert trickle["edited"] == edited
     assert trickle["outreach"]["update"] == edited
-    assert trickle["outreach_api_total"] == edited
+    assert trickle["outreach_send_total"] == edited
     assert trickle["patches"] == trickle["patches_only_changed_attribute"] == edited
     assert trickle["patched_attributes"] == ["title"] and trickle["patched_relationships"] == []
     assert trickle["workbooks_requests"].get("PUT /crm/people.api") == 1      # one batched write-back
+
+
+def test_received_changes_cost_a_handful_of_polls_and_echo_nothing(economy):
+    received = economy[0]["received"]
+    assert received["exit_codes"] == [0] and received["after_exit_code"] == 0
+    assert received["titles_received"] == received["titles"]
+    assert received["opt_outs_received"] == received["opt_outs"]
+    assert received["states_received"] == received["enrolled"]
+    assert received["outreach_send_total"] == 0 and received["outreach"]["receive"] <= 12
+    # reads of the linked People paged at 99, their writes batched at 100, plus the run's frame
+    people = received["titles"] + received["opt_outs"] + received["enrolled"]
+    assert received["workbooks_requests"].get("PUT /crm/people.api", 0) <= 3 * pages(people)
+    assert received["after_outreach_sent"] == 0 and received["after_workbooks_record_writes"] == 0
 
 
 def test_naive_baseline_ratios(economy):
@@ -112,7 +136,11 @@ def test_pacing_spreads_the_backlog_without_a_429_within_five_percent_of_the_min
     assert pacing["backlog_left"] == 0
     assert set(pacing["exit_codes"]) == {0}
     assert pacing["budget_windows_needed"] == 2
-    assert pacing["working_run_requests"][0] == 800                    # the whole first hour's budget
+    # the first hour's budget, but for what the send half keeps for the receive half's polls (an
+    # eighth of it at the start of the hour) and the first run's own three polls
+    assert 800 - 800 // 8 - 3 <= pacing["working_run_requests"][0] <= 800
+    # an opt-out made in Outreach while the backlog has spent the hour's budget arrives within two runs
+    assert pacing["opt_out_latency_runs"] is not None and pacing["opt_out_latency_runs"] <= 2
     assert max(pacing["requests_per_clock_hour"].values()) <= 1_000 - bench.REMAINING_SAFETY
     assert pacing["finish_over_minimum"] <= 1.05
     # The work resumes within a minute of the budget window reopening.
@@ -137,7 +165,8 @@ def test_cli_quick_smoke(tmp_path):
     report = json.loads(out.read_text())
     assert list(report["scenarios"]) == ["steady"]                     # backlog and echo ran, unreported
     steady = report["scenarios"]["steady"]
-    assert steady["outreach_api_total"] == 0 and steady["workbooks"]["total"] <= 4
+    assert steady["outreach_send_total"] == 0 and steady["outreach"]["receive"] <= 3
+    assert steady["workbooks"]["total"] <= 4
     assert steady["peak_rss_mb"] and steady["cpu_seconds"] is not None  # measured on the subprocess
 
 

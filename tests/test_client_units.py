@@ -295,14 +295,16 @@ def test_rate_values_and_relationships():
 def test_field_definitions_from_manifest_and_fallback(tmp_path):
     keys = {"sync", "sync_error", "duplicate", "outreach_id", "outreach_url", "error_message",
             "last_synced", "snapshot"}
-    assert {d.key for d in definitions("person")} == keys
+    receive = {"sequence_state", "sequence_name", "state_updated_at", "opted_out_at"}   # Person only (0.2.0)
+    assert {d.key for d in definitions("person")} == keys | receive
     assert {d.key for d in definitions("organisation")} == keys
-    assert [d.title for d in definitions("person")] == [d.title for d in BUILT_IN]
-    assert definitions("person", tmp_path / "missing.yaml") == BUILT_IN
+    assert {d.key for d in definitions("person") if d.optional} == receive
+    assert [d.title for d in definitions("person")] == [d.title for d in BUILT_IN["person"]]
+    assert definitions("person", tmp_path / "missing.yaml") == BUILT_IN["person"]
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text("custom_fields:\n  person:\n    - {key: sync, title: Sync Me, data_type: boolean}\n")
     assert [d.title for d in definitions("person", manifest)] == ["Sync Me"]
-    assert definitions("organisation", manifest) == BUILT_IN
+    assert definitions("organisation", manifest) == BUILT_IN["organisation"]
     with pytest.raises(ValueError):
         definitions("lead")
 

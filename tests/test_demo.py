@@ -166,6 +166,24 @@ def test_edits_between_runs_reach_outreach_and_cost_one_patch_each(demo):
         {"PATCH /api/v2/prospects/{id}": 2}              # the salutation edit cost nothing
 
 
+def test_what_reps_did_in_outreach_reached_workbooks_and_nothing_echoed_back(demo):
+    case = demo["cases"]["received"]
+    everyone = people(demo)
+    titled = everyone[case["title"]["email"].lower()]
+    assert titled["person_job_title"] == case["title"]["title"] == the_prospect(demo, titled["main_location[email]"])["title"]
+    opted = everyone[case["opt_out"].lower()]
+    assert opted["no_email_soliciting"] is True and opted["sequence_state"] == "Opted Out" and opted["opted_out_at"]
+    assert not opted["no_phone_soliciting"]                      # the prospect unsubscribed from email only
+    in_sequence = everyone[case["sequence"]["email"].lower()]
+    assert (in_sequence["sequence_state"], in_sequence["sequence_name"]) == ("Active – Paused", "Spring webinar")
+    assert in_sequence["state_updated_at"]
+    run = next(c for c in demo["cycles"] if c["key"] == "outreach")
+    assert "received: 1 people updated, 1 opt-out, 1 sequence state" in run["summary"]
+    assert all(route.startswith("GET ") for route in run["outreach_by_route"]), run["outreach_by_route"]
+    later = demo["cycles"][demo["cycles"].index(run) + 1]
+    assert not any(route.startswith("PATCH ") for route in later["outreach_by_route"]), later   # no echo either way
+
+
 def test_every_imported_person_is_synced_exactly_once(demo):
     imported = demo["report"]["imported"]
     assert len(imported) == len(set(imported)) == 1000
@@ -213,7 +231,13 @@ def test_table_and_summaries_match_the_emulators_and_the_runner(demo):
     posts = sum(c["outreach_by_route"].get("POST /api/v2/prospects", 0) for c in cycles)
     assert posts == created_people + 1                  # + the one refused for its excluded domain
     for idle in (c for c in cycles if c["key"] in ("idle", "steady")):
-        assert idle["outreach_requests"] == 0 and idle["workbooks_requests"] <= 6
+        # nothing sent; receive's three polls (a feed each: accounts, prospects, sequence states)
+        assert all(route.startswith("GET ") for route in idle["outreach_by_route"]), idle["outreach_by_route"]
+        assert idle["outreach_requests"] <= 3 and idle["workbooks_requests"] <= 6
+    for echoes in (c for c in cycles if c["key"] == "echoes"):
+        # the run after a busy one passes Outreach's echoes of what it wrote: no record written
+        assert not any(route.startswith("PUT /crm/") for route in echoes["workbooks_by_route"]), echoes
+        assert all(route.startswith("GET ") for route in echoes["outreach_by_route"]), echoes
 
 
 # --- --keep-running ----------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from tests.install_helpers import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, ROOT, 
 
 PERSON, ORGANISATION = "Private::Crm::Person", "Private::Crm::Organisation"
 MANIFEST = load_manifest()
-TITLES = [f.title for f in MANIFEST.custom_fields("person")]
+TITLES = {kind: [f.title for f in MANIFEST.custom_fields(kind)] for kind in ("person", "organisation")}
+KIND_OF = {"Private::Crm::Person": "person", "Private::Crm::Organisation": "organisation"}
 
 
 @pytest.fixture
@@ -38,12 +39,12 @@ def test_install_on_an_empty_database_creates_fields_processes_and_state(plugin)
     run = plugin.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
 
     assert run.returncode == 0, run.output
-    assert run.summary.startswith("[notice] install: installed version 0.1.0: 16 fields created")
+    assert run.summary.startswith("[notice] install: installed version 0.2.0: 20 fields created")
     assert all(line.startswith("[") for line in run.lines)
     for resource_type in (PERSON, ORGANISATION):
         fields = by_title(plugin.fields(resource_type))
-        assert sorted(fields) == sorted(TITLES)
-        for definition in MANIFEST.custom_fields("person"):
+        assert sorted(fields) == sorted(TITLES[KIND_OF[resource_type]])
+        for definition in MANIFEST.custom_fields(KIND_OF[resource_type]):
             field = fields[definition.title]
             assert field["status"] == "Available"
             assert field["data_type"] == definition.data_type
@@ -66,7 +67,7 @@ def test_install_on_an_empty_database_creates_fields_processes_and_state(plugin)
     assert web["script_name"] == "scripts/outreach_authorise.py"
 
     install = plugin.state("install")
-    assert install["version"] == "0.1.0" and install["plugin"] == "outreach-sync"
+    assert install["version"] == "0.2.0" and install["plugin"] == "outreach-sync"
     assert install["fields"]["person"]["Outreach Id"] == "cf_person_outreach_id"
     assert install["fields"]["organisation"]["Sync to Outreach"] == "cf_organisation_sync_to_outreach"
     assert install["processes"]["send_receive"]["id"] == scheduled["id"]
@@ -84,7 +85,7 @@ def test_reinstall_is_a_no_op_with_zero_writes(plugin):
     assert again.returncode == 0, again.output
     assert "nothing to do" in again.summary
     assert plugin.writes() == {}
-    assert len(plugin.fields()) == 16
+    assert len(plugin.fields()) == 20
     assert len(plugin.processes("scheduled_actions")) == 1 and len(plugin.processes("web_actions")) == 1
 
 
@@ -137,7 +138,7 @@ def test_check_on_an_empty_database_exits_1(plugin):
     check = plugin.install("--check")
     assert check.returncode == 1
     assert "[warning] the install state (API Data 'install') is missing" in check.stdout
-    assert check.summary.startswith("[warning] check: 0 of 16 fields, 0 of 2 processes, no install state")
+    assert check.summary.startswith("[warning] check: 0 of 20 fields, 0 of 2 processes, no install state")
 
 
 def test_half_finished_install_is_adopted_not_duplicated(plugin):
@@ -146,16 +147,16 @@ def test_half_finished_install_is_adopted_not_duplicated(plugin):
     first = plugin.install()
     assert first.returncode == 1, first.output
     assert first.summary.startswith("[error] install failed:")
-    assert len(plugin.fields()) == 16 and plugin.state("install") is None
+    assert len(plugin.fields()) == 20 and plugin.state("install") is None
     assert plugin.processes("scheduled_actions") == []
     plugin.wb.app.clear_faults()
 
     second = plugin.install()
 
     assert second.returncode == 0, second.output
-    assert "0 fields created, 16 adopted" in second.summary
+    assert "0 fields created, 20 adopted" in second.summary
     assert "[notice] People: field 'Outreach Id' already exists (cf_person_outreach_id): adopted" in second.stdout
-    assert len(plugin.fields()) == 16
+    assert len(plugin.fields()) == 20
     assert plugin.state("install")["fields"]["person"]["Outreach Id"] == "cf_person_outreach_id"
     assert len(plugin.processes("scheduled_actions")) == 1
 
@@ -165,7 +166,7 @@ def test_fields_still_being_created_are_waited_for_bounded_then_finished_by_a_re
     plugin.wb.app.config["custom_field_pending_polls"] = 3
     slow = plugin.install("--wait", "0")
     assert slow.returncode == 1, slow.output
-    assert "16 custom field(s) were still being created after 0 s; run the installer again to finish" \
+    assert "20 custom field(s) were still being created after 0 s; run the installer again to finish" \
         in slow.summary
     assert {f["status"] for f in plugin.fields()} == {"Pending"}
     assert plugin.processes("scheduled_actions") == [] and plugin.state("install") is None
@@ -173,9 +174,9 @@ def test_fields_still_being_created_are_waited_for_bounded_then_finished_by_a_re
     done = plugin.install()
 
     assert done.returncode == 0, done.output
-    assert "0 fields created, 16 adopted" in done.summary
-    assert "[info] waiting for Workbooks to make 16 custom field(s) available" in done.stdout
-    assert len(plugin.fields()) == 16
+    assert "0 fields created, 20 adopted" in done.summary
+    assert "[info] waiting for Workbooks to make 20 custom field(s) available" in done.stdout
+    assert len(plugin.fields()) == 20
     assert {f["status"] for f in plugin.fields()} == {"Available"}
     assert len(plugin.processes("scheduled_actions")) == 1
 
@@ -207,30 +208,35 @@ def test_an_existing_field_of_the_wrong_type_stops_the_install_before_any_write(
 
 
 def test_upgrade_adds_only_what_is_new(plugin, tmp_path):
-    assert plugin.install().returncode == 0
+    # An installation made by 0.1.0: the same manifest without the Person's receive fields and
+    # without a process parameter the newer version has.
+    older = yaml.safe_load((ROOT / "manifest.yaml").read_text())
+    older["version"] = "0.1.0"
+    older["custom_fields"]["person"] = [f for f in older["custom_fields"]["person"] if not f.get("optional")]
+    del older["processes"]["scheduled"][0]["parameters"]["outreach_hourly_budget"]
+    old_manifest = tmp_path / "old-manifest.yaml"
+    old_manifest.write_text(yaml.safe_dump(older, sort_keys=False))
+    assert plugin.install("--manifest", str(old_manifest)).returncode == 0
+    assert len(plugin.fields(PERSON)) == 8
     process = plugin.processes("scheduled_actions")[0]
     params = json.loads(process["parameters"])
     params["dry_run"] = True                           # an administrator's choice
     plugin.wb.app.edit("scheduled_actions", process["id"], {"parameters": json.dumps(params)})
-
-    newer = yaml.safe_load((ROOT / "manifest.yaml").read_text())
-    newer["version"] = "0.2.0"
-    newer["custom_fields"]["person"] = newer["custom_fields"]["person"] + [
-        {"key": "sequence_state", "title": "Outreach Sequence State", "data_type": "string", "hidden": False}]
-    newer["processes"]["scheduled"][0]["parameters"]["outreach_page_size"] = 100
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump(newer, sort_keys=False))
+    check = plugin.install("--check")
+    assert "Outreach Sequence State" in check.output and check.returncode == 1   # --check names what is missing
     plugin.wb.app.reset_counts()
 
-    run = plugin.install("--manifest", str(manifest))
+    run = plugin.install()                              # this version's manifest
 
     assert run.returncode == 0, run.output
-    assert "upgraded 0.1.0 to version 0.2.0: 1 fields created, 0 processes created, 1 processes updated" \
+    assert "upgraded 0.1.0 to version 0.2.0: 4 fields created, 0 processes created, 1 processes updated" \
         in run.summary
-    assert sorted(f["title"] for f in plugin.fields(PERSON)) == sorted(TITLES + ["Outreach Sequence State"])
+    assert sorted(f["title"] for f in plugin.fields(PERSON)) == sorted(TITLES["person"])
+    assert {"Outreach Sequence State", "Outreach Sequence", "Outreach State Updated At",
+            "Outreach Opted Out At"} <= set(TITLES["person"])
     assert len(plugin.fields(ORGANISATION)) == 8
     params = json.loads(plugin.processes("scheduled_actions")[0]["parameters"])
-    assert params["outreach_page_size"] == 100 and params["dry_run"] is True
+    assert params["outreach_hourly_budget"] == 8000 and params["dry_run"] is True
     assert plugin.state("install")["version"] == "0.2.0"
     assert plugin.wb.app.count_of("PUT", "custom_fields") == 1      # one create request
     assert len(plugin.processes("web_actions")) == 1
@@ -244,10 +250,10 @@ def test_uninstall_removes_processes_and_state_but_keeps_fields_and_data(plugin)
 
     assert run.returncode == 0, run.output
     assert run.summary == ("[notice] uninstall: 2 processes removed, 1 plugin state items removed (Outreach "
-                           "tokens included), 16 custom fields kept with their data (--purge deletes them)")
+                           "tokens included), 20 custom fields kept with their data (--purge deletes them)")
     assert plugin.processes("scheduled_actions") == [] and plugin.processes("web_actions") == []
     assert plugin.state_keys() == []
-    assert len(plugin.fields()) == 16
+    assert len(plugin.fields()) == 20
     assert plugin.wb.app.record("people", person["id"])["cf_person_outreach_id"] == "123"
     assert plugin.install("--check").returncode == 1
     assert_no_secrets(run.output, [plugin.api_key, CLIENT_SECRET])
@@ -259,7 +265,7 @@ def test_uninstall_with_purge_deletes_the_fields_too(plugin):
     run = plugin.install("--uninstall", "--purge")
 
     assert run.returncode == 0, run.output
-    assert "16 custom fields deleted with their data" in run.summary
+    assert "20 custom fields deleted with their data" in run.summary
     assert plugin.fields() == []
 
 
@@ -316,8 +322,8 @@ def test_process_engine_session_and_params_from_the_environment(plugin):
                           env={"WORKBOOKS_PARAMS": json.dumps(params), "PATH": "/usr/bin:/bin"})
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "installed version 0.1.0" in done.stdout.splitlines()[-1]
-    assert len(plugin.fields()) == 16
+    assert "installed version 0.2.0" in done.stdout.splitlines()[-1]
+    assert len(plugin.fields()) == 20
     assert_no_secrets(done.stdout + done.stderr, [session["session_id"], "log-key-123456"])
 
 
@@ -370,7 +376,7 @@ def test_install_copes_with_refused_types_and_unknown_settings_in_api_key_mode(s
     run = strict.install("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET)
 
     assert run.returncode == 0, run.output
-    assert run.summary == ("[notice] install: installed version 0.1.0: 16 fields created, 2 processes created, "
+    assert run.summary == ("[notice] install: installed version 0.2.0: 20 fields created, 2 processes created, "
                            "install state recorded; next: authorise Outreach; 7 settings to make by hand in "
                            "Workbooks (see the notices above)")
     assert ("[info] People: field 'Outreach URL' created (cf_person_outreach_url): a 'string' field standing in "
@@ -382,7 +388,7 @@ def test_install_copes_with_refused_types_and_unknown_settings_in_api_key_mode(s
     _assert_manual_steps(run)
     for resource_type in (PERSON, ORGANISATION):
         fields = by_title(strict.fields(resource_type))
-        assert sorted(fields) == sorted(TITLES)
+        assert sorted(fields) == sorted(TITLES[KIND_OF[resource_type]])
         for title, field in fields.items():
             assert field["data_type"] == STAND_INS.get(title, field["data_type"])
             assert "is_hidden" not in field
@@ -399,7 +405,7 @@ def test_install_copes_with_refused_types_and_unknown_settings_in_api_key_mode(s
     strict.wb.app.reset_counts()
     check = strict.install("--check")
     assert check.returncode == 0, check.output
-    assert check.summary == ("[notice] check: 16 of 16 fields, 2 of 2 processes, install state version 0.1.0; "
+    assert check.summary == ("[notice] check: 20 of 20 fields, 2 of 2 processes, install state version 0.2.0; "
                              "all present; 7 settings to make by hand in Workbooks (see the notices above)")
     assert ("[info] People: field 'Outreach Error Message' is cf_person_outreach_error_message: a 'string' field "
             "standing in for 'text'; the plugin keeps what it writes there within 255 characters") in check.lines
@@ -424,8 +430,8 @@ def test_install_in_a_strict_session_sends_again_without_the_unknown_attributes(
     run = strict.install(params=params)
 
     assert run.returncode == 0, run.output
-    assert "16 fields created, 2 processes created" in run.summary
-    assert len(strict.fields()) == 16 and len(strict.processes("web_actions")) == 1
+    assert "20 fields created, 2 processes created" in run.summary
+    assert len(strict.fields()) == 20 and len(strict.processes("web_actions")) == 1
     assert {f["title"]: f["data_type"] for f in strict.fields(PERSON) if f["title"] in STAND_INS} == STAND_INS
     _assert_manual_steps(run)
     counts = strict.wb.app.counts

@@ -35,8 +35,8 @@ def test_the_schema_is_valid_draft_2020_12():
 def test_the_real_manifest_is_valid_and_matches_the_design():
     assert validate_manifest_file() == []
     manifest = load_manifest()
-    assert manifest.name == "outreach-sync" and manifest.version == "0.1.0"
-    assert manifest.scopes == ["prospects.all", "accounts.all", "users.read"]
+    assert manifest.name == "outreach-sync" and manifest.version == "0.2.0"
+    assert manifest.scopes == ["prospects.all", "accounts.all", "users.read", "sequences.read", "sequenceStates.read"]
     assert {k: s["file"] for k, s in manifest.scripts.items()} == {
         "send_receive": "scripts/outreach_send_receive.py", "install": "scripts/outreach_install.py",
         "authorise": "scripts/outreach_authorise.py"}
@@ -63,12 +63,17 @@ def test_custom_fields_are_exactly_the_designed_ones_and_fields_py_agrees():
                 ("error_message", "Outreach Error Message", "text", False),
                 ("last_synced", "Outreach Last Synced", "datetime", False),
                 ("snapshot", "Outreach Sync Snapshot", "text", True)]
-    for kind in ("person", "organisation"):
+    receive = [("sequence_state", "Outreach Sequence State", "string", False),      # DESIGN §5, Person only
+               ("sequence_name", "Outreach Sequence", "string", False),
+               ("state_updated_at", "Outreach State Updated At", "datetime", False),
+               ("opted_out_at", "Outreach Opted Out At", "datetime", False)]
+    for kind, wanted in (("person", expected + receive), ("organisation", expected)):
         got = [(f.key, f.title, f.data_type, f.hidden) for f in manifest.custom_fields(kind)]
-        assert got == expected
-        assert [(d.key, d.title, d.data_type, d.hidden) for d in fields.definitions(kind)] == expected
-    # fields.py's built-in fallback must say the same as the manifest
-    assert [(d.key, d.title, d.data_type, d.hidden) for d in fields.BUILT_IN] == expected
+        assert got == wanted
+        assert [(d.key, d.title, d.data_type, d.hidden) for d in fields.definitions(kind)] == wanted
+        # fields.py's built-in fallback must say the same as the manifest, optional ones included
+        assert [(d.key, d.title, d.data_type, d.hidden, d.optional) for d in fields.BUILT_IN[kind]] == \
+            [(f.key, f.title, f.data_type, f.hidden, f.optional) for f in manifest.custom_fields(kind)]
 
 
 def test_the_scripts_named_by_the_manifest_exist_with_their_entry_points():
@@ -97,7 +102,7 @@ def test_wrong_type_points_at_the_value(tmp_path):
 
 
 def test_unquoted_version_is_explained(tmp_path):
-    text = TEXT.replace("version: 0.1.0", "version: 1.0")
+    text = TEXT.replace("version: 0.2.0", "version: 1.0")
     assert problems_for(tmp_path, text) == [
         f"manifest.yaml:{line_of(text, 'version:')}:10: version — must be text, not 1.0 (put it in quotes)"]
 

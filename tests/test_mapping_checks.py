@@ -619,7 +619,7 @@ def test_an_ambiguous_title_at_bind(tmp_path):
 
 # --- directions and sections ----------------------------------------------------------------------
 
-def test_receive_and_both_are_accepted_but_warned_and_receive_is_not_sent(tmp_path):
+def test_receive_and_both_are_active_and_receive_is_not_sent(tmp_path):
     text = mapping_text(person="""
         - source: person_job_title
           target: title
@@ -627,15 +627,83 @@ def test_receive_and_both_are_accepted_but_warned_and_receive_is_not_sent(tmp_pa
         - source: person_first_name
           target: firstName
           direction: both
+          conflict: outreach_wins
           transforms: [truncate]
     """)
-    problems = check(tmp_path, text)
-    assert errors(problems) == []
-    assert problems[0].message.startswith("`direction: receive` is not active yet")
-    assert problems[1].message.startswith("`direction: both` is only half active")
+    assert check(tmp_path, text) == []
     bound = load_mapping(write(tmp_path, text)).objects["person"].bind({})
     assert bound.map({"main_location[email]": "a@x.com", "person_job_title": "CTO",
                       "person_first_name": "Ann"}) == {"emails": ["a@x.com"], "firstName": "Ann"}
+    receiving = {spec.target: spec for spec in bound.receiving}
+    assert set(receiving) == {"title", "firstName"}
+    assert receiving["firstName"].conflict == "outreach_wins" and receiving["title"].conflict == "workbooks_wins"
+    assert bound.column(receiving["title"]) == "person_job_title"
+    assert bound.received(receiving["firstName"], "Annie") == "Annie"
+
+
+def test_a_transform_that_cannot_be_undone_needs_receive_transforms(tmp_path):
+    text = mapping_text(person="""
+        - source: main_location[telephone]
+          target: workPhones
+          direction: both
+          transforms: [trim, to_list]
+    """)
+    problem = only(errors(check(tmp_path, text)))
+    assert (problem.line, problem.col) == position(text, "to_list", 2)
+    assert "`to_list` cannot be undone on the way back from Outreach" in problem.message
+    assert "receive_transforms: [join]" in problem.hint
+    fixed = text.replace("transforms: [trim, to_list]", "transforms: [trim, to_list]\n        receive_transforms: [join]")
+    assert errors(check(tmp_path, fixed)) == []
+    spec = load_mapping(write(tmp_path, fixed)).objects["person"].bind({}).receiving[0]
+    assert load_mapping(write(tmp_path, fixed)).objects["person"].bind({}).received(spec, ["+44 1", "+44 2"]) \
+        == "+44 1, +44 2"
+
+
+def test_a_list_received_into_one_workbooks_field_needs_a_join(tmp_path):
+    text = mapping_text(person="""
+        - source: tags_text
+          target: tags
+          direction: receive
+    """)
+    problem = only(errors(check(tmp_path, text)))
+    assert "a Workbooks field takes one value" in problem.message and "join" in problem.hint
+
+
+def test_conflict_and_receive_transforms_only_where_they_apply(tmp_path):
+    text = mapping_text(person="""
+        - source: person_job_title
+          target: title
+          conflict: outreach_wins
+        - source: person_last_name
+          target: lastName
+          receive_transforms: [trim]
+    """)
+    messages = [p.message for p in errors(check(tmp_path, text))]
+    assert any("`conflict` only applies to a field with `direction: both`" in m for m in messages)
+    assert any("`receive_transforms` only applies to a field that receives" in m for m in messages)
+
+
+def test_read_only_attributes_can_be_received_not_sent(tmp_path):
+    received = mapping_text(person="""
+        - source: last_engaged
+          target: engagedAt
+          direction: receive
+    """)
+    assert errors(check(tmp_path, received)) == []
+    both = received.replace("direction: receive", "direction: both")
+    assert "read-only" in only(errors(check(tmp_path, both))).message
+
+
+def test_two_fields_receiving_into_one_workbooks_field_is_an_error(tmp_path):
+    text = mapping_text(person="""
+        - source: person_job_title
+          target: title
+          direction: receive
+        - source: person_job_title
+          target: occupation
+          direction: receive
+    """)
+    assert "already receives into this Workbooks field" in only(errors(check(tmp_path, text))).message
 
 
 def test_a_receive_field_needs_a_source(tmp_path):
@@ -701,10 +769,9 @@ def test_load_mapping_raises_with_every_error_and_keeps_warnings_on_the_mapping(
     assert caught.value.exit_code == 2
     text = mapping_text(person="""
         - source: x
-          target: custom1
-          direction: both
-          transforms: [truncate]
+          target: firstName
+          transforms: [{truncate: 300}]
     """)
     mapping = load_mapping(write(tmp_path, text))
     assert len(mapping.warnings) == 1 and mapping.version == 1
-    assert at(mapping.warnings, *position(text, "both"))
+    assert at(mapping.warnings, *position(text, "300"))

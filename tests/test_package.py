@@ -50,7 +50,7 @@ def names_in(archive: Path) -> list[str]:
 def test_the_bundle_holds_exactly_what_ships(tree, tmp_path):
     built = package.build(tmp_path / "dist", root=tree)
 
-    assert built.archive.name == "outreach-sync-0.1.0.zip"
+    assert built.archive.name == "outreach-sync-0.2.0.zip"
     names = names_in(built.archive)
     expected = sorted(p.relative_to(tree).as_posix() for top in SHIPPED for p in
                       ([tree / top] if (tree / top).is_file() else (tree / top).rglob("*"))
@@ -70,8 +70,8 @@ def test_the_checksum_file_matches(tree, tmp_path):
     built = package.build(tmp_path / "dist", root=tree)
 
     digest = hashlib.sha256(built.archive.read_bytes()).hexdigest()
-    assert built.checksum.name == "outreach-sync-0.1.0.zip.sha256"
-    assert built.checksum.read_text() == f"{digest}  outreach-sync-0.1.0.zip\n"
+    assert built.checksum.name == "outreach-sync-0.2.0.zip.sha256"
+    assert built.checksum.read_text() == f"{digest}  outreach-sync-0.2.0.zip\n"
     check = subprocess.run(["sha256sum", "-c", built.checksum.name], cwd=built.archive.parent,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -91,7 +91,7 @@ def test_builds_are_reproducible(tree, tmp_path):
 
 def test_the_version_names_the_archive(tree, tmp_path):
     manifest = tree / "manifest.yaml"
-    manifest.write_text(manifest.read_text().replace("version: 0.1.0", "version: 0.3.1"))
+    manifest.write_text(manifest.read_text().replace("version: 0.2.0", "version: 0.3.1"))
     built = package.build(tmp_path / "dist", root=tree)
     assert built.archive.name == "outreach-sync-0.3.1.zip"
 
@@ -135,8 +135,8 @@ def test_the_command_line_builds_the_real_repository(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tools.package", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    archive = out / "outreach-sync-0.1.0.zip"
-    assert archive.is_file() and (out / "outreach-sync-0.1.0.zip.sha256").is_file()
+    archive = out / "outreach-sync-0.2.0.zip"
+    assert archive.is_file() and (out / "outreach-sync-0.2.0.zip.sha256").is_file()
     assert f"package: {archive} (" in done.stdout
     assert "scripts/outreach_send_receive.py" in names_in(archive)
 

@@ -31,17 +31,23 @@ def test_request_counts_per_created_updated_and_unchanged_record(company):
     created = PEOPLE + ORGS
     assert sb.outreach_requests("POST") == created
     assert sb.outreach_requests("GET", r"/api/v2/users$") == 1                # users read once
-    lookups = sb.outreach_requests("GET", r"/api/v2/(prospects|accounts)$")
+    lookups = sb.send_requests("GET", r"/api/v2/(prospects|accounts)$")
     assert lookups <= PEOPLE // 50 + 2 * (ORGS // 50) + 2                    # batched look-ups
     assert sb.outreach_requests() <= 1.05 * created
     assert sb.wb.count_of("PUT", r"crm/people") == PEOPLE // 100             # write-backs batched at 100
     assert sb.wb.count_of("PUT", r"crm/organisations") == ORGS // 100
     assert sb.wb.count_of("GET", r"crm/people") <= 3 * (PEOPLE // 100) + 2   # page, echo check, close
 
-    # the run right after: only our own write-backs touched the records
+    # the run right after: only our own writes changed anything; receive passes Outreach's
+    # echoes of them (its cursor is state: no record written, nothing sent)...
     sb.reset_counts()
     assert sb.run().code == 0
-    assert sb.outreach_requests() == 0
+    assert sb.send_requests() == 0 and sb.record_writes() == 0
+    assert sb.receive_requests() <= 3 + created // 1000
+    # ...and the one after that is idle
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.send_requests() == 0 and sb.receive_requests() <= 3
     assert sb.wb.total_requests <= 4
 
     # 1% edited, one mapped field each: exactly one PATCH per edited record, only that attribute
@@ -51,7 +57,7 @@ def test_request_counts_per_created_updated_and_unchanged_record(company):
     sb.reset_counts()
     assert sb.run().code == 0
     assert sb.outreach_requests("PATCH") == len(edited)
-    assert sb.outreach_requests() == len(edited)
+    assert sb.send_requests() == len(edited)
     assert sb.wb.count_of("PUT", r"crm/people") == 1
 
 

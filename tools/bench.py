@@ -20,16 +20,23 @@ Scenarios (full size; `--quick` divides the data by ten):
   steady   the next run: nothing changed.
   trickle  1% of People edited (job title, one mapped field each) between two runs; every PATCH
            body is captured to check it carries only the changed attribute.
+  received what reps do in Outreach, between two runs: 10% of Prospects' job titles edited, 1% of
+           Prospects opting out, 5% added to a sequence (the receive half; `receive` requests
+           per received record), then the run after it (nothing may echo back).
   scale    100,000 People stored in Workbooks of which 10,000 qualify (+ the 2,000 Organisations):
            its peak RSS is compared with backlog's (10,000 stored) to show memory stays flat.
   pacing   the backlog data again with Outreach's limit at 10,000/hour and the plugin's budget at
            its default (8,000): one-minute runs on a simulated clock until done; no 429 allowed;
-           the finish is compared with the budget-bound minimum (below).
+           the finish is compared with the budget-bound minimum (below). After the first run has
+           spent the hour's budget, a Prospect opts out in Outreach: the number of runs until its
+           Person has No Email ticked is the opt-out latency (the send half keeps a reserve of the
+           budget for the receive half, so a backlog never starves an opt-out).
 echo, steady and trickle continue backlog's database, so asking for one of them runs backlog first
 (reported only when asked for).
 
 Measured per scenario: Outreach requests by kind (lookup = GET prospects/accounts collections,
-create = POST, update = PATCH, users = GET users, oauth = /oauth/*), Workbooks requests by kind
+create = POST, update = PATCH, users = GET users, receive = the receive half's polls of its change
+feeds and its sequence reads, oauth = /oauth/*), Workbooks requests by kind
 (read = GET, write = PUT/POST/DELETE of API routes, login = login.api), each per record; wall
 time; client CPU (user + system of the plugin process) per record; peak RSS of the plugin
 process; and the ratio against a naive baseline (`naive_counts`): a plugin that sends one lookup
@@ -76,8 +83,8 @@ from typing import Any, Callable, Iterable
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "outreach_send_receive.py"
 CLOCK_OFFSET_ENV = "OUTREACH_SYNC_CLOCK_OFFSET"       # read by plugin/runner.py
-SCENARIOS = ("backlog", "echo", "steady", "trickle", "scale", "pacing")
-CHAINED = ("echo", "steady", "trickle")               # continue backlog's database
+SCENARIOS = ("backlog", "echo", "steady", "trickle", "received", "scale", "pacing")
+CHAINED = ("echo", "steady", "trickle", "received")   # continue backlog's database
 UNLIMITED = 10_000_000                                 # "no limit" for the economy scenarios
 REMAINING_SAFETY = 50                                  # plugin/outreach.py keeps this many spare
 HOUR = 3600
@@ -142,10 +149,16 @@ class Recorder:
 
 
 def outreach_kind(key: str) -> str:
-    """An emulator counter key ("GET /api/v2/prospects") → the benchmark's request kind."""
-    method, path = key.split(" ", 1)
+    """An emulator counter key ("GET /api/v2/prospects?filter[emails]&page[size]": the method, the
+    path and the query's parameter names) → the benchmark's request kind. `receive`: the receive
+    half's reads (its change feeds are the only sorted reads; sequences and their states)."""
+    method, rest = key.split(" ", 1)
+    path, _, names = rest.partition("?")
     if path.startswith("/oauth/"):
         return "oauth"
+    if method == "GET" and (re.fullmatch(r"/api/v2/(sequences|sequenceStates)(/.*)?", path)
+                            or "sort" in names.split("&")):
+        return "receive"
     if method == "GET" and re.fullmatch(r"/api/v2/(prospects|accounts)/?", path):
         return "lookup"
     if method == "GET" and re.fullmatch(r"/api/v2/users/?", path):
@@ -166,7 +179,7 @@ def workbooks_kind(key: str) -> str:
     return "read" if method == "GET" else "write"
 
 
-OUTREACH_KINDS = ("lookup", "create", "update", "users", "oauth", "other")
+OUTREACH_KINDS = ("lookup", "create", "update", "users", "receive", "oauth", "other")
 WORKBOOKS_KINDS = ("read", "write", "login", "other")
 
 
@@ -205,6 +218,11 @@ class RunStats:
     @property
     def outreach_api_requests(self) -> int:
         return sum(n for k, n in self.outreach.items() if outreach_kind(k) != "oauth")
+
+    @property
+    def outreach_send_requests(self) -> int:
+        """What the send half spent (the receive half's polls and the token aside)."""
+        return sum(n for k, n in self.outreach.items() if outreach_kind(k) not in ("oauth", "receive"))
 
 
 # The plugin's own peak RSS. ru_maxrss from wait4 cannot be used: Linux carries the parent's
@@ -359,7 +377,7 @@ class World:
         env = {CLOCK_OFFSET_ENV: repr(self.clock_offset())}
         if self.timeout:
             env["TIMEOUT"] = str(int(self.timeout))
-        before_or, before_wb = dict(self.outreach.counts), dict(self.wb.counts)
+        before_or, before_wb = dict(self.outreach.counts_by_query), dict(self.wb.counts)
         before_st = dict(self.or_rec.statuses)
         sim_start = self.sim_now()
         if self.in_process:
@@ -367,7 +385,7 @@ class World:
         else:
             code, output, wall, cpu, rss = self._run_subprocess(path, env)
         return RunStats(code=code, output=output, wall=wall, cpu=cpu, maxrss_kb=rss,
-                        outreach=_counter_delta(dict(self.outreach.counts), before_or),
+                        outreach=_counter_delta(dict(self.outreach.counts_by_query), before_or),
                         workbooks=_counter_delta(dict(self.wb.counts), before_wb),
                         outreach_statuses=_counter_delta(dict(self.or_rec.statuses), before_st),
                         sim_start=sim_start, sim_end=self.sim_now())
@@ -502,6 +520,7 @@ class Scenario:
             "records": self.records, "runs": len(self.runs), "exit_codes": [r.code for r in self.runs],
             "outreach": outreach, "outreach_per_record": {k: per(v) for k, v in outreach.items()},
             "outreach_api_total": outreach["total"] - outreach["oauth"],
+            "outreach_send_total": outreach["total"] - outreach["oauth"] - outreach["receive"],
             "workbooks": workbooks, "workbooks_per_record": {k: per(v) for k, v in workbooks.items()},
             "outreach_requests": self.raw("outreach"), "workbooks_requests": self.raw("workbooks"),
             "outreach_statuses": {str(k): v for k, v in sorted(self.statuses().items())},
@@ -660,6 +679,41 @@ class Bench:
                                            changed=len(edited)))
         return scenario
 
+    def scenario_received(self) -> Scenario:
+        if "received" in self.scenarios:
+            return self.scenarios["received"]
+        self.scenario_trickle()
+        world, seed = self._economy_world()
+        column = world.col("person", "outreach_id")
+        linked = [(pid, int(world.wb.record("people", pid)[column])) for pid in seed["people"]
+                  if world.wb.record("people", pid).get(column)]
+        titled, opted, enrolled = linked[::10], linked[5::100], linked[3::20]
+        world.outreach.activity(
+            [{"do": "edit", "kind": "prospects", "id": oid, "attributes": {"title": "Director of Things"}} for _, oid in titled]
+            + [{"do": "opt_out", "prospect": oid, "channel": "email"} for _, oid in opted]
+            + [{"do": "add_to_sequence", "prospect": oid, "sequence": "Bench sequence"} for _, oid in enrolled])
+        world.next_minute(self.scenarios["trickle"].runs[-1])
+        stats = world.run()
+        self._progress("received")(stats)
+        world.next_minute(stats)
+        after = world.run()
+        self._progress("received, the run after")(after)
+        no_email = sum(1 for pid, _ in opted if world.wb.record("people", pid).get("no_email_soliciting") is True)
+        title_ok = sum(1 for pid, _ in titled if world.wb.record("people", pid).get("person_job_title") == "Director of Things")
+        state_col = world.col("person", "sequence_state")
+        states_ok = sum(1 for pid, _ in enrolled if world.wb.record("people", pid).get(state_col))
+        records = len(titled) + len(opted) + len(enrolled)
+        scenario = Scenario("received", records, [stats], note="reps' edits, opt-outs and sequence enrolments",
+                            extra={"titles": len(titled), "opt_outs": len(opted), "enrolled": len(enrolled),
+                                   "titles_received": title_ok, "opt_outs_received": no_email,
+                                   "states_received": states_ok,
+                                   "after_outreach_sent": after.outreach_send_requests,
+                                   "after_workbooks_record_writes": sum(
+                                       n for k, n in after.workbooks.items() if k.startswith("PUT /crm/")),
+                                   "after_exit_code": after.code})
+        self._store(scenario, None)
+        return scenario
+
     def scenario_scale(self) -> Scenario:
         s = self.sizes
         world = self._world("scale", outreach_config={"rate_limit_per_hour": UNLIMITED})
@@ -704,10 +758,12 @@ class Bench:
         max_runs = int(expected_hours * 60) + 30
         quiet_note = self._progress("pacing")
         idle = 0
+        opt_out: dict[str, Any] = {}
         for _ in range(max_runs):
             stats = world.run()
             runs.append(stats)
-            if stats.outreach_api_requests or stats.code != 0:
+            self._follow_opt_out(world, opt_out, len(runs))
+            if stats.outreach_send_requests or stats.code != 0:
                 quiet_note(stats)
                 idle = 0
             else:
@@ -720,7 +776,7 @@ class Bench:
             if stats.code == 0 and not stats.stopped_early and world.backlog_left() == 0:
                 break
             world.next_minute(stats, origin)
-        working = [r for r in runs if r.outreach_api_requests]
+        working = [r for r in runs if r.outreach_send_requests]
         n = sum(r.outreach_api_requests for r in runs)
         allowed = min(s.pacing_budget, s.pacing_limit - REMAINING_SAFETY)
         windows = max(1, math.ceil(n / allowed))
@@ -744,12 +800,29 @@ class Bench:
             "backlog_left": world.backlog_left(),
             "requests_per_clock_hour": {str(k * HOUR): v for k, v in sorted(per_hour.items())},
             "working_run_minutes": [round((r.sim_start - start) / 60, 2) for r in working],
-            "working_run_requests": [r.outreach_api_requests for r in working],
+            "working_run_requests": [r.outreach_send_requests for r in working],
+            "receive_requests": sum(r.outreach_api_requests - r.outreach_send_requests for r in runs),
+            "opt_out_latency_runs": opt_out.get("latency"),
         }
         created = len(world.outreach.records("prospects")) + len(world.outreach.records("accounts"))
         return Scenario("pacing", created, runs,
                         note=f"limit {s.pacing_limit:,}/h, budget {s.pacing_budget:,}/h; one run per simulated minute",
                         extra=extra)
+
+    @staticmethod
+    def _follow_opt_out(world: World, opt_out: dict, run_number: int) -> None:
+        """After the first run (the hour's budget is spent by then), a Prospect it created opts out
+        in Outreach; then count the runs until its Person has No Email ticked."""
+        column = world.col("person", "outreach_id")
+        if not opt_out:
+            linked = next((p for p in world.wb.records("people") if p.get(column)), None)
+            if linked is not None:
+                world.outreach.opt_out(int(linked[column]), "email")
+                opt_out.update(person=linked["id"], made_after_run=run_number)
+            return
+        if opt_out.get("latency") is None and \
+                world.wb.record("people", opt_out["person"]).get("no_email_soliciting") is True:
+            opt_out["latency"] = run_number - opt_out["made_after_run"]
 
     def _store(self, scenario: Scenario, naive: dict | None) -> None:
         self.scenarios[scenario.name] = scenario
@@ -765,7 +838,7 @@ class Bench:
 
         if "backlog" in r:
             b = r["backlog"]
-            per = b["outreach_api_total"] / b["records"] if b["records"] else None
+            per = b["outreach_send_total"] / b["records"] if b["records"] else None
             add("backlog: Outreach requests per created record", per, 1.05, per is not None and per <= 1.05)
             add("backlog: Outreach users read once per run", b["outreach"]["users"], b["runs"],
                 b["outreach"]["users"] <= b["runs"])
@@ -774,18 +847,34 @@ class Bench:
             add("backlog: nothing left over", b["backlog_left"], 0, b["backlog_left"] == 0)
         for name in ("echo", "steady"):
             if name in r:
-                add(f"{name}: Outreach requests", r[name]["outreach_api_total"], 0, r[name]["outreach_api_total"] == 0)
-                add(f"{name}: Workbooks requests per run", r[name]["workbooks"]["total"], 4,
-                    r[name]["workbooks"]["total"] <= 4)
+                add(f"{name}: Outreach requests sent", r[name]["outreach_send_total"], 0,
+                    r[name]["outreach_send_total"] == 0)
+        if "echo" in r:
+            writes = sum(n for k, n in r["echo"]["workbooks_requests"].items() if k.startswith("PUT /crm/"))
+            add("echo: Workbooks records written (receive passes our own echoes)", writes, 0, writes == 0)
+        if "steady" in r:
+            s = r["steady"]
+            add("steady: Outreach polls (receive, one per feed)", s["outreach"]["receive"], 3, s["outreach"]["receive"] <= 3)
+            add("steady: Workbooks requests per run", s["workbooks"]["total"], 4, s["workbooks"]["total"] <= 4)
         if "trickle" in r:
             t = r["trickle"]
             add("trickle: PATCHes per edited record", t["outreach"]["update"] / t["edited"], 1,
                 t["outreach"]["update"] == t["edited"])
-            add("trickle: Outreach requests besides the PATCHes", t["outreach_api_total"] - t["outreach"]["update"],
-                0, t["outreach_api_total"] == t["outreach"]["update"])
+            add("trickle: Outreach requests besides the PATCHes", t["outreach_send_total"] - t["outreach"]["update"],
+                0, t["outreach_send_total"] == t["outreach"]["update"])
             add("trickle: PATCHes carrying only the changed attribute", t["patches_only_changed_attribute"],
                 t["patches"], t["patches_only_changed_attribute"] == t["patches"] == t["edited"],
                 f"attributes sent: {t['patched_attributes']}, relationships: {t['patched_relationships']}")
+        if "received" in r:
+            v = r["received"]
+            add("received: Outreach requests to receive them", v["outreach"]["receive"], 12,
+                v["outreach"]["receive"] <= 12, f"{v['records']:,} changes")
+            add("received: Outreach requests sent", v["outreach_send_total"], 0, v["outreach_send_total"] == 0)
+            got = v["titles_received"] + v["opt_outs_received"] + v["states_received"]
+            add("received: every change arrived", got, v["records"], got == v["records"])
+            add("received: the run after sends nothing and writes no record",
+                v["after_outreach_sent"] + v["after_workbooks_record_writes"], 0,
+                v["after_outreach_sent"] + v["after_workbooks_record_writes"] == 0)
         for name in ("backlog", "scale"):
             if name in r and r[name]["cpu_ms_per_record"] is not None:
                 add(f"{name}: client CPU per record (ms)", r[name]["cpu_ms_per_record"], 1.0,
@@ -800,6 +889,8 @@ class Bench:
         if "pacing" in r:
             p = r["pacing"]
             add("pacing: 429 responses", p["responses_429"], 0, p["responses_429"] == 0)
+            add("pacing: opt-out latency during the backlog (runs)", p["opt_out_latency_runs"], 2,
+                p["opt_out_latency_runs"] is not None and p["opt_out_latency_runs"] <= 2)
             add("pacing: finish / budget-bound minimum", p["finish_over_minimum"], 1.05,
                 p["finish_over_minimum"] is not None and p["finish_over_minimum"] <= 1.05 and p["backlog_left"] == 0,
                 f"{p['finish_seconds'] / 60:.1f} min vs {p['minimum_seconds'] / 60:.1f} min")
@@ -867,11 +958,11 @@ def render(report: dict) -> str:
     for name, d in scen.items():
         o, w = d["outreach"], d["workbooks"]
         rows.append([name, _fmt(d["records"]), _fmt(d["runs"]), _fmt(o["lookup"]), _fmt(o["create"]), _fmt(o["update"]),
-                     _fmt(o["users"]), _fmt(d["outreach_api_total"]), _fmt(w["read"]), _fmt(w["write"]),
+                     _fmt(o["users"]), _fmt(o["receive"]), _fmt(d["outreach_api_total"]), _fmt(w["read"]), _fmt(w["write"]),
                      _fmt(w["login"]), _fmt(w["total"]), _fmt(d.get("naive", {}).get("outreach")),
                      _fmt(d.get("naive", {}).get("workbooks"))])
     out.append("Request counts (whole scenario)")
-    out.append(_table(["scenario", "records", "runs", "OR lookup", "OR create", "OR update", "OR users", "OR total",
+    out.append(_table(["scenario", "records", "runs", "OR lookup", "OR create", "OR update", "OR users", "OR receive", "OR total",
                        "WB read", "WB write", "WB login", "WB total", "naive OR", "naive WB"], rows))
     out.append("")
     rows = []
@@ -880,13 +971,13 @@ def render(report: dict) -> str:
         ratio = d.get("ratio_vs_naive") or {}
         or_total = d["outreach_api_total"] / d["records"] if d["records"] else None
         rows.append([name, _fmt(po["lookup"], 4), _fmt(po["create"], 4), _fmt(po["update"], 4), _fmt(po["users"], 5),
-                     _fmt(or_total, 4), _fmt(pw["read"], 4), _fmt(pw["write"], 4), _fmt(pw["total"], 4),
+                     _fmt(po["receive"], 4), _fmt(or_total, 4), _fmt(pw["read"], 4), _fmt(pw["write"], 4), _fmt(pw["total"], 4),
                      _fmt(d["wall_seconds"], 1), _fmt(d["cpu_ms_per_record"], 3),
                      _fmt(d["cpu_ms_per_record_net_of_startup"], 3), _fmt(d["peak_rss_mb"], 1),
                      (_fmt(ratio.get("outreach"), 2) + "x") if ratio.get("outreach") else "—",
                      (_fmt(ratio.get("workbooks"), 2) + "x") if ratio.get("workbooks") else "—"])
     out.append("Per record (— where a scenario has no records) and resources")
-    out.append(_table(["scenario", "OR lookup", "OR create", "OR update", "OR users", "OR total", "WB read",
+    out.append(_table(["scenario", "OR lookup", "OR create", "OR update", "OR users", "OR receive", "OR total", "WB read",
                        "WB write", "WB total", "wall s", "CPU ms/rec", "(net)", "peak RSS MB", "naive/ours OR",
                        "naive/ours WB"], rows))
     if "pacing" in scen:
@@ -896,7 +987,9 @@ def render(report: dict) -> str:
                    f"({p['working_runs']} sent requests); 429 responses: {p['responses_429']}; finished after "
                    f"{p['finish_seconds'] / 60:.1f} simulated min vs budget-bound minimum "
                    f"{p['minimum_seconds'] / 60:.1f} min (x{_fmt(p['finish_over_minimum'], 3)}); "
-                   f"requests per clock hour: {list(p['requests_per_clock_hour'].values())}")
+                   f"requests per clock hour: {list(p['requests_per_clock_hour'].values())}; of them the "
+                   f"receive half's polls: {p['receive_requests']:,}; an opt-out made after the first run "
+                   f"reached Workbooks {p['opt_out_latency_runs']} run(s) later")
     out.append("")
     out.append("Targets")
     for t in report["targets"]:

@@ -36,6 +36,8 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 import yaml
 
+from plugin import fields
+from plugin.kinds import KINDS
 from tools import demo_company
 from tools.demo_checks import shorten, verdicts
 from tools.run_output import PrintedLines
@@ -48,10 +50,12 @@ OUTREACH_WEB_URL = "https://web.outreach.example"     # links written back into 
 STATE_PREFIX = "outreach_sync."
 IMPORT_SIZE = 1000
 MAX_BACKLOG_CYCLES = 12
-FIELD_KEYS = {"Sync to Outreach": "sync", "Outreach Sync Error": "sync_error",
-              "Outreach Duplicate": "duplicate", "Outreach Id": "outreach_id", "Outreach URL": "outreach_url",
-              "Outreach Error Message": "error_message", "Outreach Last Synced": "last_synced"}
-RESOURCE = {"person": "Private::Crm::Person", "organisation": "Private::Crm::Organisation"}
+RECEIVED_TITLE = "Head of Partnerships"     # what a rep corrects in Outreach
+DEMO_SEQUENCE = "Spring webinar"
+# The plugin's fields the demo reads back, by kind: title → key (the hidden snapshot aside).
+FIELD_KEYS = {kind.name: {d.title: d.key for d in fields.definitions(kind.name) if d.key != "snapshot"}
+              for kind in KINDS}
+RESOURCE = {kind.name: kind.resource_type for kind in KINDS}
 
 
 class DemoFailed(Exception):
@@ -411,7 +415,7 @@ class Demo:
         rows = self.wb.control("GET", "records/custom_fields")
         for kind, resource in RESOURCE.items():
             by_title = {r["title"]: r["value_column_name"] for r in rows if r["resource_type"] == resource}
-            self.columns[kind] = {key: by_title[title] for title, key in FIELD_KEYS.items()}
+            self.columns[kind] = {key: by_title[title] for title, key in FIELD_KEYS[kind].items()}
 
     def tick(self, people: list[dict]) -> None:
         column = self.columns["person"]["sync"]
@@ -492,9 +496,12 @@ class Demo:
         orgs = sum(1 for o in self.company.organisations if o["_flag"])
         people_now = sum(1 for p in self.company.people if p["_flag"] == "now")
         self.cycle("first", f"first run: {orgs} Orgs, {people_now} People ticked")
+        self.cycle("echoes", "nothing (receive passes run 1's echoes)")
         self.cycle("idle", "nothing (an idle minute)")
         self.edit_people(tagged)
         self.cycle("edits", "job title, owner, salutation edited")
+        self.outreach_activity()
+        self.cycle("outreach", "in Outreach: title, opt-out, sequence")
         self.tick(tagged["later"])
         self.fix_malformed()
         self.cycle("more", f"{len(tagged['later'])} People ticked; bad email fixed+reset")
@@ -512,6 +519,7 @@ class Demo:
         else:
             self.out.line(f"      The import took {len(import_runs)} runs of at most TIMEOUT={self.timeout}s; "
                           "each carried on where the last one stopped.")
+        self.cycle("echoes", "nothing (receive passes the import's echoes)")
         self.cycle("steady", "nothing (steady state)")
         if any(c.total("unchanged") is None for c in self.cycles):
             self.out.line("   – : the runner's summary line does not report this count.")
@@ -554,6 +562,27 @@ class Demo:
         self._edit(title, {"person_job_title": "VP Sales"})
         self._edit(reassign, {"assigned_to": self.queues["alice"]["person_queue_id"]})
         self._edit(unmapped, {"person_salutation": "Dr"})    # not mapped: must cost no Outreach request
+
+    def outreach_activity(self) -> None:
+        """What sales does in Outreach between two runs (the emulator's control surface plays the
+        reps): a job title corrected, a prospect unsubscribing, a prospect added to a sequence and
+        paused there. The verdicts check each arrived in Workbooks."""
+        column = self.columns["person"]["outreach_id"]
+        tagged = {p["main_location[email]"].lower() for p in self.company.people if p["_tag"]}
+        linked = [p for p in self.wb.control("GET", "records/people")
+                  if p.get(column) and str(p.get("main_location[email]") or "").lower() not in tagged]
+        rep_edit, opt_out, sequence = (sorted(linked, key=lambda p: p["id"])[n] for n in (0, 1, 2))
+        pid = {name: int(p[column]) for name, p in (("title", rep_edit), ("opt_out", opt_out), ("sequence", sequence))}
+        answer = self.outreach.control("POST", "activity", {"actions": [
+            {"do": "edit", "kind": "prospects", "id": pid["title"], "attributes": {"title": RECEIVED_TITLE}},
+            {"do": "opt_out", "prospect": pid["opt_out"], "channel": "email"},
+            {"do": "add_to_sequence", "prospect": pid["sequence"], "sequence": DEMO_SEQUENCE}]})
+        state = next(r for r in answer["results"] if r["do"] == "add_to_sequence")
+        self.outreach.control("POST", "activity", {"actions": [{"do": "set_state", "id": state["id"], "state": "paused"}]})
+        self.company.cases["received"] = {"title": {"email": rep_edit["main_location[email]"], "title": RECEIVED_TITLE},
+                                          "opt_out": opt_out["main_location[email]"],
+                                          "sequence": {"email": sequence["main_location[email]"],
+                                                       "name": DEMO_SEQUENCE, "state": "Active – Paused"}}
 
     def fix_malformed(self) -> None:
         bad = next(p for p in self.company.people if p["_tag"] == "malformed")
@@ -637,7 +666,7 @@ class Demo:
         base = ["id", "name", "assigned_to", "updated_at"]
         if kind == "person":
             base += ["person_first_name", "person_last_name", "person_job_title", "main_location[email]",
-                     "employer_link", "imported"]
+                     "employer_link", "imported", "no_email_soliciting", "no_phone_soliciting"]
         out = {k: record.get(k) for k in base}
         out.update({key: record.get(column) for key, column in self.columns[kind].items()})
         return out
@@ -661,7 +690,8 @@ class Demo:
         self.out.line(f"   The plugin's state is in Workbooks API Data (automation/api_data), keys {STATE_PREFIX}…:")
         self.out.line(f"     {keys}")
         self.out.line("   Per record it writes back Outreach Id, Outreach URL, Outreach Last Synced, and the Outreach")
-        self.out.line("   Sync Error / Outreach Duplicate flags with the Outreach Error Message.")
+        self.out.line("   Sync Error / Outreach Duplicate flags with the Outreach Error Message; from Outreach it brings")
+        self.out.line("   back opt-outs (No Email / No Call), the sequence state and the fields mapped `both`.")
         if not keep_running:
             self.out.line("   To explore both emulators with curl afterwards:  make demo ARGS=--keep-running")
             return
@@ -726,7 +756,7 @@ def _trim_outreach(resource: dict) -> dict:
         return data["id"] if isinstance(data, dict) else None
     out = {"id": resource["id"], "account": rel("account"), "owner": rel("owner")}
     for name in ("name", "emails", "firstName", "lastName", "title", "externalId", "customId", "domain",
-                 "company", "externalSource"):
+                 "company", "externalSource", "emailOptedOut"):
         if name in attrs:
             out[name] = attrs[name]
     return out

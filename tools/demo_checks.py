@@ -44,7 +44,9 @@ def verdicts(cases: dict, imported: list[str], final: dict, cycles: list[dict]) 
     found = [collision(cases, state), excluded(cases, state), malformed(cases, state, cycles),
              unicode_names(cases, state), no_employer(cases, state), unticked(cases, state)]
     found += owners(cases, state)
-    found += [reassigned(cases, state), edited(cases, state), economy(cycles), imported_once(imported, state)]
+    found += [reassigned(cases, state), edited(cases, state)]
+    found += received(cases, state, cycles)
+    found += [economy(cycles), imported_once(imported, state)]
     return [(bool(ok), f"{label:<12}{text}") for label, ok, text in found]
 
 
@@ -123,14 +125,37 @@ def edited(cases: dict, s: Final):
     return ("edited", title == "VP Sales", f"{cases['title_edit']}: title in Outreach is \"{title}\"")
 
 
+def received(cases: dict, s: Final, cycles: list[dict]):
+    """What a rep did in Outreach arrived in Workbooks, and cost no write back to Outreach."""
+    case = cases.get("received")
+    if not case:
+        return [("received", False, "the demo did no Outreach activity")]
+    run = next(c for c in cycles if c["key"] == "outreach")
+    title = s.people[case["title"]["email"].lower()]
+    opted = s.people[case["opt_out"].lower()]
+    seq = s.people[case["sequence"]["email"].lower()]
+    sent = sum(n for route, n in run["outreach_by_route"].items() if not route.startswith("GET "))
+    return [("received", title["person_job_title"] == case["title"]["title"] and sent == 0,
+             f"{case['title']['email']}: a rep's title \"{case['title']['title']}\" is on the Person "
+             f"(run {run['number']}, {sent} requests sent back)"),
+            ("opt-out", opted["no_email_soliciting"] is True and opted["sequence_state"] == "Opted Out"
+             and bool(opted["opted_out_at"]),
+             f"{case['opt_out']}: unsubscribed in Outreach → No Email ticked, Sequence State "
+             f"\"{opted['sequence_state']}\""),
+            ("sequence", (seq["sequence_state"], seq["sequence_name"]) == (case["sequence"]["state"], case["sequence"]["name"]),
+             f"{case['sequence']['email']}: Sequence State \"{seq['sequence_state']}\" in \"{seq['sequence_name']}\"")]
+
+
 def economy(cycles: list[dict]):
     edits = next(c for c in cycles if c["key"] == "edits")
     patches = sum(n for route, n in edits["outreach_by_route"].items() if route.startswith("PATCH "))
     idle = [c for c in cycles if c["key"] in ("idle", "steady")]
-    ok = patches == 2 and all(c["outreach_requests"] == 0 for c in idle)
+    quiet = all(all(route.startswith("GET ") for route in c["outreach_by_route"]) and c["outreach_requests"] <= 3
+                for c in idle)
+    ok = patches == 2 and quiet
     return ("economy", ok, f"run {edits['number']}: {patches} PATCHes for 3 edits (the salutation is not "
                            f"mapped: no request); idle runs {', '.join(str(c['number']) for c in idle)}: "
-                           "0 Outreach requests")
+                           "nothing sent, at most 3 polls of Outreach")
 
 
 def imported_once(imported: list[str], s: Final):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from ..errors import BudgetSpent, PluginError, TransientError
 from ..kinds import Kind
@@ -47,6 +47,9 @@ class RunContext:
         # this run wrote and that need nothing from a later one (receive's writes, for send):
         # the send scan leaves them out like its own write-backs.
         self.own_versions: dict[str, list[tuple[int, str, int]]] = {}
+        # Set by the receive stage: how the send half tells which of its own Outreach writes need
+        # no reading back (`EchoRule`); None without a receive half.
+        self.echoes: EchoRule | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -93,6 +96,14 @@ class RunContext:
 
     def web_url(self, kind: Kind, outreach_id: int) -> str:
         return f"{self.settings.web_url.rstrip('/')}/{kind.web_path}/{outreach_id}"
+
+
+class EchoRule(Protocol):
+    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
+        """Whether the Outreach record our write just produced holds nothing for receive."""
+
+    def keep(self, kind: Kind, echoes: dict[str, str]) -> dict[str, str]:
+        """The noted echoes receive may still meet (the rest are behind its cursor)."""
 
 
 class Owners:

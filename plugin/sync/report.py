@@ -58,6 +58,14 @@ class RunReport:
     skipped: str | None = None          # the run did nothing at all, and why
     dry_run: bool = False
     received: ReceiveCounts | None = None   # set when the run has a receive half
+    # stage name → {"outreach": n, "workbooks": n}: the requests each stage made (lock, state
+    # prefetch and the runner's own requests are nobody's)
+    stage_requests: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def requests_line(self) -> str:
+        """`receive: Outreach 3, Workbooks 22; send: Outreach 0, Workbooks 9`."""
+        return "; ".join(f"{name}: Outreach {n['outreach']}, Workbooks {n['workbooks']}"
+                         for name, n in self.stage_requests.items())
 
     def summary(self) -> str:
         if self.skipped:

@@ -21,6 +21,8 @@ from .send.pipeline import SendStage
 
 
 class Stage(Protocol):
+    name: str       # "receive", "send": the report's per-stage request counts
+
     def state_keys(self) -> list[str]: ...
     def has_work(self) -> bool: ...
     def run(self) -> None: ...
@@ -46,7 +48,7 @@ class SyncRun:
     def execute(self) -> RunReport:
         ctx, report = self.ctx, self.ctx.report
         try:
-            if not any(stage.has_work() for stage in self.stages):
+            if not any(self._counted(stage, stage.has_work) for stage in self.stages):
                 report.skipped = "nothing to sync: " + report.summary()
                 return report
             if not ctx.dry_run:
@@ -67,18 +69,36 @@ class SyncRun:
                     # (Inside the try: a failure here must release the lock too.)
                     ctx.state.prefetch([key for stage in self.stages for key in stage.state_keys()])
                 for stage in self.stages:
-                    stage.run()
-                    if ctx.time_is_up():
+                    # Every stage runs unless the time is up: one that finds Outreach stopped still
+                    # counts what it leaves for the next run.
+                    if ctx.deadline.expired(ctx.settings.deadline_margin):
+                        ctx.time_is_up()
                         break
+                    self._counted(stage, stage.run)
             finally:
                 for stage in self.stages:
-                    stage.finish()
+                    self._counted(stage, stage.finish)
                 if not ctx.dry_run:
                     self._release_lock()
         except TransientError as exc:
             report.failure = exc
             report.stopped = report.stopped or str(exc)
         return report
+
+    def _counted(self, stage: Stage, step):
+        """`step()`, its requests added to the stage's count in the report."""
+        before = self._requests()
+        try:
+            return step()
+        finally:
+            after = self._requests()
+            spent = self.ctx.report.stage_requests.setdefault(stage.name, {"outreach": 0, "workbooks": 0})
+            spent["outreach"] += after[0] - before[0]
+            spent["workbooks"] += after[1] - before[1]
+
+    def _requests(self) -> tuple[int, int]:
+        http = getattr(self.ctx.wb, "http", None)
+        return int(getattr(self.ctx.outreach, "requests_made", 0)), int(getattr(http, "requests_made", 0))
 
     def _release_lock(self) -> None:
         try:

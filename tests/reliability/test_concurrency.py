@@ -119,7 +119,7 @@ def test_stale_lock_from_a_killed_run_blocks_until_its_ttl_then_is_taken_over(sb
     # the run happens with Workbooks' clock well in the past. Its TTL is when it is provably
     # gone: what was left of its deadline (TIMEOUT less the exit reserve) + the runner's grace.
     sb.wb.clock.advance(-7200)
-    wire = Tripwire(sb.outreach, 5, after=True)       # killed after its third create
+    wire = Tripwire(sb.outreach, 8, after=True)       # killed after its third create (after 3 receive polls)
     try:
         killed = run_process(sb, kill_on=wire.hit, env={"TIMEOUT": "30"})
     finally:

@@ -236,7 +236,7 @@ def play(data) -> None:
             World.rounds += 1
         sb.reset_counts()
         idle = sb.run()
-        assert idle.code == 0 and sb.outreach_requests() == 0, idle.output
+        assert idle.code == 0 and sb.send_requests() == 0 and sb.receive_requests() <= 3, idle.output
 
 
 World.checked = World.examples = World.rounds = 0

@@ -262,6 +262,9 @@ class Emulator:
 
     def reset_counts(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        # the same, keyed by "METHOD /path?name&name…" (the query's parameter names, sorted): lets a
+        # test tell kinds of read apart on one path (a look-up from a poll)
+        self.counts_by_query: collections.Counter[str] = collections.Counter()
         self.request_log: collections.deque[dict] = collections.deque(maxlen=2000)
         self.total_requests = 0
         self.internal_errors: list[str] = []
@@ -281,16 +284,20 @@ class Emulator:
         with self.lock:
             self.faults.clear()
 
-    def count_of(self, method: str | None = None, path: str | None = None) -> int:
-        """Requests counted so far whose method equals `method` and whose normalised path matches
-        the regex `path` (either may be None for any)."""
+    def count_of(self, method: str | None = None, path: str | None = None, query: str | None = None) -> int:
+        """Requests counted so far whose method equals `method`, whose normalised path matches
+        the regex `path` and whose query parameter names ("a&b", sorted) match the regex `query`
+        (any may be None for any)."""
         with self.lock:
             total = 0
-            for key, n in self.counts.items():
-                m, p = key.split(" ", 1)
+            for key, n in (self.counts_by_query if query else self.counts).items():
+                m, rest = key.split(" ", 1)
+                p, _, names = rest.partition("?")
                 if method and m != method.upper():
                     continue
                 if path and not re.search(path, p):
+                    continue
+                if query and not re.search(query, names):
                     continue
                 total += n
             return total
@@ -317,6 +324,7 @@ class Emulator:
         with self.lock:
             key = f"{request.method} {self.normalise_path(path)}"
             self.counts[key] += 1
+            self.counts_by_query[key + "?" + "&".join(sorted(set(request.args)))] += 1
             self.total_requests += 1
             query = request.query_string.decode("latin-1")
             size = request.content_length or 0

@@ -47,6 +47,8 @@ class Feed:
             return self._probe[1]
         first: list[dict] = []
         self._pages = None
+        if self.ctx.outreach_stopped:
+            return first
         try:
             with self.ctx.outreach_work():
                 self._pages = self.ctx.outreach.changed_since(self.plural, cursor.since(), fields=self.fields)
@@ -84,7 +86,10 @@ class Feed:
         tracker = FeedTracker(self.cursor())
         try:
             for page in self.pages(tracker.start):
-                self.apply([r for r in page if tracker.fresh(r)], tracker)
+                for record in page:
+                    if not tracker.fresh(record):
+                        tracker.handled(record)     # applied already: still moves the cursor on
+                self.apply([r for r in page if r.get("id") is not None and tracker.fresh(r)], tracker)
                 if self.ctx.time_is_up():
                     break
         finally:

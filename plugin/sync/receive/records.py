@@ -21,13 +21,17 @@ from ..send.plan import flag_value, outreach_int
 from ..send.read import record_columns
 from .apply import Pending, ReceiveWriter
 from .cursor import FeedTracker
+from ..send.watermark import Watermark
+from ...state import watermark_key
 from .feed import Feed
 from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
 
 OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",
                       "optedOutAt", "emailsOptedAt", "callsOptedAt")
 EMAIL_COLUMN = "main_location[email]"       # a Person's email (workbooks-api.md §5.2)
-_ID_CHUNK = 100
+# Outreach ids per read of linked records: one less than a page, so that one page answers a
+# chunk whole unless two records share a link (a full page then says more may follow).
+_ID_CHUNK = 99
 
 
 def linked_rows(ctx: RunContext, kind: Kind, outreach_ids, columns: list[str]) -> dict[int, list[dict]]:
@@ -38,7 +42,8 @@ def linked_rows(ctx: RunContext, kind: Kind, outreach_ids, columns: list[str]) -
     found: dict[int, list[dict]] = {}
     for n in range(0, len(ids), _ID_CHUNK):
         chunk = [str(i) for i in ids[n:n + _ID_CHUNK]]
-        for page in ctx.wb.iter_pages(kind.endpoint, filters=[(column, "eq", chunk)], columns=columns):
+        for page in ctx.wb.iter_pages(kind.endpoint, filters=[(column, "eq", chunk)], columns=columns,
+                                      limit=_ID_CHUNK + 1):
             for row in page:
                 oid = outreach_int(row.get(column))
                 if oid is not None:
@@ -75,7 +80,25 @@ class RecordFeed(Feed):
         else:
             self.opt_out_columns = None
 
+    # --- our own writes -------------------------------------------------------------------------------
+    def is_echo(self, row: dict, resource: dict, snapshot: Snapshot | None) -> bool:
+        """Whether this Outreach record, just written by the send half for `row`, holds nothing
+        this feed would bring back to it (the same decision `apply` would take)."""
+        if snapshot is None:
+            return False
+        plan = plan_record(self.mapping, row, resource.get("attributes") or {}, snapshot, now=self.ctx.clock(),
+                           opt_out_columns=self.opt_out_columns if self.opt_outs else None, format_time=format_wb)
+        return plan.empty and not plan.problems
+
+    def echoes(self) -> dict[str, str]:
+        """The send half's noted echoes (Watermark.echoes of this kind)."""
+        return Watermark.from_state(self.ctx.state.get(watermark_key(self.kind.name))).echoes
+
     def apply(self, records: list[dict], tracker: FeedTracker) -> None:
+        echoes = self.echoes()
+        for record in [r for r in records if echoes.get(str(r["id"])) == (r.get("attributes") or {}).get("updatedAt")]:
+            tracker.handled(record)             # our own write, and nothing else in it
+        records = [r for r in records if echoes.get(str(r["id"])) != (r.get("attributes") or {}).get("updatedAt")]
         if not records:
             return
         rows = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)

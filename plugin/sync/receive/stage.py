@@ -13,7 +13,8 @@ the versions receive writes are handed to the send scan as its own, so they cost
 """
 from __future__ import annotations
 
-from ...kinds import KINDS
+from ...kinds import KINDS, Kind
+from .cursor import parse_time
 from ..context import RunContext
 from ..report import ReceiveCounts
 from .feed import Feed
@@ -21,13 +22,34 @@ from .records import RecordFeed
 from .states import SequenceNames, SequenceStateFeed
 
 
+# Echoes kept for receive at most (the newest): a backlog's first hour notes a few thousand.
+ECHOES_KEPT = 20_000
+
+
 class ReceiveStage:
+    name = "receive"
+
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         ctx.report.received = ReceiveCounts()
+        ctx.echoes = self
         self.names = SequenceNames(ctx)
-        self.feeds: list[Feed] = [RecordFeed(ctx, kind) for kind in KINDS]
+        self.records = {kind.name: RecordFeed(ctx, kind) for kind in KINDS}
+        self.feeds: list[Feed] = list(self.records.values())
         self.feeds += [SequenceStateFeed(ctx, kind, self.names) for kind in KINDS if "sequence_states" in kind.receives]
+
+    # --- the send half's echoes (context.EchoRule) -----------------------------------------------------
+    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
+        return self.records[kind.name].is_echo(row, resource, snapshot)
+
+    def keep(self, kind: Kind, echoes: dict[str, str]) -> dict[str, str]:
+        """Those receive's feed may still read: at or after its cursor less the overlap."""
+        floor = parse_time(self.records[kind.name].cursor().since())
+        kept = {rid: when for rid, when in echoes.items()
+                if floor is None or (parse_time(when) or floor) >= floor}
+        if len(kept) > ECHOES_KEPT:
+            kept = dict(sorted(kept.items(), key=lambda item: item[1])[-ECHOES_KEPT:])
+        return kept
 
     def state_keys(self) -> list[str]:
         return [feed.key for feed in self.feeds]

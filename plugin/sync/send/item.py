@@ -46,6 +46,7 @@ class Item:
     adopted: bool = False
     new_snapshot: Snapshot | None = None
     attributes_sent: list[str] = field(default_factory=list)
+    echo: str | None = None         # updatedAt of our Outreach write, when receive need not read it back
     written: bool = False           # the write-back landed
     write_failed: str | None = None  # why the write-back did not land
 

@@ -35,14 +35,17 @@ RECEIVE_REQUESTS_PER_RUN = 4
 
 def receive_reserve(outreach) -> int:
     """What sending leaves of the hourly budget: enough for each minute's run still to come in
-    this hour to receive, at most a twentieth of the budget (so a backlog still gets the rest)."""
+    this hour to receive, at most an eighth of the budget (so a backlog still gets the rest; with
+    the default 8,000 that covers every minute of the hour)."""
     minutes_left = max(1, math.ceil(outreach.seconds_left_in_window() / 60))
-    return min(RECEIVE_REQUESTS_PER_RUN * minutes_left, outreach.hourly_budget // 20)
+    return min(RECEIVE_REQUESTS_PER_RUN * minutes_left, outreach.hourly_budget // 8)
 
 
 class SendStage:
     """Workbooks → Outreach for every kind. Holds what the kinds' pipelines share for the whole
     run: the lock_version proof, the parent relations and the unconfirmed-creates notes."""
+
+    name = "send"
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -67,9 +70,12 @@ class SendStage:
         # opt-out must not wait behind a backlog for the budget's next hour.
         with self.ctx.outreach.keeping(receive_reserve(self.ctx.outreach)):
             for kind in KINDS:
-                SendPipeline(self, kind).run()
-                if self.ctx.time_is_up():
+                # Each kind runs while there is time, even with Outreach stopped: it then only
+                # counts what waits (the summary's pending).
+                if self.ctx.deadline.expired(self.ctx.settings.deadline_margin):
+                    self.ctx.time_is_up()
                     break
+                SendPipeline(self, kind).run()
 
     def finish(self) -> None:
         """After the run's work, success or not, while the lock is still held."""
@@ -97,6 +103,7 @@ class SendPipeline:
         for record_id, updated_at, lock_version in ctx.own_versions.get(kind.name, ()):
             self.tracker.handled(record_id, updated_at, lock_version)   # written by receive, nothing to send
         self.scan = ChangeScan(ctx, kind, stage.proof, self.tracker)
+        self.echoes: dict[str, str] = {}         # Outreach id → updatedAt of our own write (Watermark.echoes)
 
     # --- the kind ------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -121,6 +128,8 @@ class SendPipeline:
             # Saved with the watermark that moves past these parents, in one write.
             noted = set().union(*(c.noted for c in self.children))
             new = replace(new, recheck=sorted(set(self.start.recheck) | noted))
+        if self.ctx.echoes is not None:
+            new = replace(new, echoes=self.ctx.echoes.keep(self.kind, {**self.start.echoes, **self.echoes}))
         if new.to_state() != self.start.to_state():
             self.ctx.state.put(self.key, new.to_state())
 
@@ -272,6 +281,8 @@ class SendPipeline:
             return
         if self.unconfirmed is not None and written:
             self.unconfirmed.confirmed(item.id)
+        if item.written and item.echo and item.outreach_id is not None:
+            self.echoes[str(item.outreach_id)] = item.echo
         if outcome is Outcome.UNCHANGED and not item.written:
             self.tracker.handled(item.id, updated_at, version)
         if outcome is Outcome.CREATED:

@@ -87,6 +87,7 @@ class Pusher:
         item.new_snapshot = Snapshot().with_sent(item.mapped, account=relationships.get(self.parent_relationship),
                                                  owner=item.owner, employer=item.employer_id,
                                                  assignee=item.assignee)
+        self._note_echo(item, resource)
         if key:
             self._created[key] = item.outreach_id
 
@@ -105,17 +106,18 @@ class Pusher:
                               f"for {item.describe()}: {changed}")
             item.outcome = done
             return
+        resource = None
         try:
-            self.ctx.outreach.update(self.kind.outreach_type, item.outreach_id, decision.attributes,
-                                     plan.relationships_payload(decision.relationships))
+            resource = self.ctx.outreach.update(self.kind.outreach_type, item.outreach_id, decision.attributes,
+                                                plan.relationships_payload(decision.relationships))
         except OutreachValidation as exc:
             there = self.resolver.already_there(item, decision.attributes, exc)
             if there is None:
                 raise
             rest = {k: v for k, v in decision.attributes.items() if k != there}
             if rest or decision.relationships:
-                self.ctx.outreach.update(self.kind.outreach_type, item.outreach_id, rest,
-                                         plan.relationships_payload(decision.relationships))
+                resource = self.ctx.outreach.update(self.kind.outreach_type, item.outreach_id, rest,
+                                                    plan.relationships_payload(decision.relationships))
         item.outcome = done
         item.attributes_sent = sorted(decision.attributes)
         item.new_snapshot = item.snapshot.with_sent(
@@ -123,6 +125,17 @@ class Pusher:
             account=decision.relationships.get(self.parent_relationship, item.snapshot.account),
             owner=decision.relationships.get("owner", item.snapshot.owner),
             employer=item.employer_id, assignee=item.assignee)
+        if resource:
+            self._note_echo(item, resource)
+
+    def _note_echo(self, item: Item, resource: dict) -> None:
+        """Our write's answer is Outreach's record right after it: when it holds nothing the
+        receive half would bring back (a rep's edit made since our read would show here), the
+        version it carries is only our echo, which receive may skip without reading Workbooks."""
+        updated_at = (resource.get("attributes") or {}).get("updatedAt")
+        rule = self.ctx.echoes
+        if updated_at and rule is not None and rule.is_echo(self.kind, item.row, resource, item.new_snapshot):
+            item.echo = str(updated_at)
 
     def _rejected(self, item: Item, exc: OutreachValidation) -> None:
         detail = exc.detail or str(exc)

@@ -36,23 +36,31 @@ class Watermark:
     # Organisations' watermark so it is saved in the same write that moves past those records:
     # a crash can never lose it (see plugin/sync/send/relations.py).
     recheck: list[int] = field(default_factory=list)
+    # Outreach id → the `updatedAt` of the version our own create or PATCH produced, when it held
+    # nothing the receive half would bring back: receive skips exactly that version instead of
+    # reading its Workbooks record to find so (saved with the watermark: no write of its own).
+    echoes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_state(cls, value) -> "Watermark":
         if not isinstance(value, dict):
             return cls()
         recheck = sorted({int(i) for i in value.get("recheck") or []})
+        echoes = {str(k): str(v) for k, v in (value.get("echoes") or {}).items()} \
+            if isinstance(value.get("echoes"), dict) else {}
         if not value.get("at"):
-            return cls(recheck=recheck)
+            return cls(recheck=recheck, echoes=echoes)
         done = {int(k): int(v) for k, v in (value.get("done") or {}).items()}
-        return cls(at=value["at"], done=done, recheck=recheck)
+        return cls(at=value["at"], done=done, recheck=recheck, echoes=echoes)
 
     def to_state(self) -> dict | None:
-        if self.at is None and not self.recheck:
+        if self.at is None and not self.recheck and not self.echoes:
             return None
         state = {"at": self.at, "done": {str(k): v for k, v in sorted(self.done.items())}}
         if self.recheck:
             state["recheck"] = sorted(set(self.recheck))
+        if self.echoes:
+            state["echoes"] = dict(sorted(self.echoes.items()))
         return state
 
     def covers(self, record_id: int, updated_at: str | None, lock_version: int | None) -> bool:
