@@ -123,6 +123,7 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         run = SyncRun(workbooks=wb, outreach=outreach, state=state, mappings=bound, columns=columns,
                       log=log, deadline=connection.deadline, database_id=wb.database.get("id"),
                       settings=SyncSettings(web_url=settings["outreach_web_url"], dry_run=dry_run,
+                                            create_people=mapping.receive.create_people,
                                             lock_ttl_seconds=_lock_ttl(connection.deadline),
                                             deadline_margin=_margin(connection.deadline),
                                             field_limits={kind: fields.write_limits(install, kind)

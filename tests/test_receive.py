@@ -316,3 +316,85 @@ def test_an_idle_run_costs_at_most_three_outreach_gets_and_writes_nothing(sb):
     assert result.code == 0, result.output
     assert sb.outreach_requests() <= 3 and sb.outreach_requests("GET") == sb.outreach_requests()
     assert sb.wb.count_of("PUT") == 0 and sb.wb.count_of("POST", r"api_data") == 0
+
+
+# --- option: People created from Prospects made in Outreach ------------------------------------------
+
+def test_create_people_makes_a_person_and_its_organisation_once(sb, monkeypatch, tmp_path):
+    custom_mapping(sb, monkeypatch, tmp_path, lambda m: m.update(receive={"create_people": True}))
+    synced_person(sb, email="known@acme.example")
+    account = sb.outreach.rep_create("accounts", {"name": "Brand New Ltd"})
+    new = sb.outreach.rep_create("prospects", {"emails": ["new.person@brand.example"], "firstName": "Nia",
+                                               "lastName": "Okafor", "title": "CTO"},
+                                 relationships={"account": account["id"]})
+    sb.person(email="known.to.workbooks@acme.example", sync=False)        # in Workbooks, never synced
+    sb.outreach.rep_create("prospects", {"emails": ["Known.To.Workbooks@acme.example"], "firstName": "Known"})
+    result = sb.run()
+    assert result.code == 0, result.output
+    made = [p for p in sb.wb.records("people") if p.get("main_location[email]") == "new.person@brand.example"]
+    assert len(made) == 1
+    person = made[0]
+    assert (person["person_first_name"], person["person_last_name"], person["person_job_title"]) == ("Nia", "Okafor", "CTO")
+    assert person[sb.col("person", "outreach_id")] == str(new["id"]) and person[sb.col("person", "sync")]
+    [org] = [o for o in sb.wb.records("organisations") if o["name"] == "Brand New Ltd"]
+    assert person["employer_link"] == org["id"] and org[sb.col("organisation", "outreach_id")] == str(account["id"])
+    assert len([p for p in sb.wb.records("people")
+                if str(p.get("main_location[email]")).lower() == "known.to.workbooks@acme.example"]) == 1
+    assert "1 people created" in result.summary and "1 organisations created" in result.summary
+    # never twice, and nothing sent back for it
+    later(sb)
+    sb.reset_counts()
+    again = sb.run()
+    assert again.code == 0, again.output
+    assert len([p for p in sb.wb.records("people") if p.get("main_location[email]") == "new.person@brand.example"]) == 1
+    assert sb.send_requests("POST") == 0 and sb.send_requests("PATCH") == 0
+
+
+def test_create_people_never_twice_after_a_lost_answer(sb, monkeypatch, tmp_path):
+    custom_mapping(sb, monkeypatch, tmp_path, lambda m: m.update(receive={"create_people": True}))
+    synced_person(sb, email="first@acme.example")
+    sb.outreach.rep_create("prospects", {"emails": ["lost@acme.example"], "firstName": "Lost"})
+    sb.wb.add_fault(method="PUT", path=r"crm/people", reset=True, when="after", count=1)   # the create's answer
+    assert sb.run().code == 1
+    later(sb)
+    assert sb.run().code == 0
+    assert len([p for p in sb.wb.records("people") if p.get("main_location[email]") == "lost@acme.example"]) == 1
+
+
+# --- upgrades ------------------------------------------------------------------------------------------
+
+def test_an_authorisation_without_the_sequence_scopes_still_syncs_the_rest(sb):
+    person, prospect = synced_person(sb, email="scope@acme.example")
+    user = sb.outreach.records("users")[0]["id"]
+    tokens = sb.outreach.issue_tokens(user, scopes="prospects.all accounts.all users.read")   # as 0.1 asked
+    import json
+    [row] = [r for r in sb.wb.records("api_data") if r["key"] == "outreach_sync.tokens"]
+    stored = json.loads(row["value"])
+    stored.update(access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])
+    sb.wb.edit("api_data", row["id"], {"value": json.dumps(stored)})
+    sb.outreach.add_to_sequence(prospect, "Hidden")
+    sb.outreach.opt_out(prospect, "email")
+    result = sb.run()
+    assert result.code == 0, result.output
+    assert sb.get("person", person)["no_email_soliciting"] is True            # the rest still arrives
+    assert any("sequenceStates.read" in line for line in result.logged("warning"))
+
+
+def test_an_installation_made_before_receive_runs_and_says_what_to_add(sb):
+    from plugin.fields import definitions
+    optional = [d.title for d in definitions("person") if d.optional]
+    [row] = [r for r in sb.wb.records("api_data") if r["key"] == "outreach_sync.install"]
+    import json
+    install = json.loads(row["value"])
+    for title in optional:
+        install["fields"]["person"].pop(title, None)
+    sb.wb.edit("api_data", row["id"], {"value": json.dumps(install)})
+    for field in [f for f in sb.wb.records("custom_fields") if f["title"] in optional]:
+        sb.wb.delete("custom_fields", field["id"])
+    person, prospect = synced_person(sb, email="old@acme.example")
+    sb.outreach.opt_out(prospect, "email")
+    sb.outreach.add_to_sequence(prospect, "Later")
+    result = sb.run()
+    assert result.code == 0, result.output
+    assert sb.get("person", person)["no_email_soliciting"] is True
+    assert any("Outreach Sequence State" in line and "run the installer" in line for line in result.logged("warning"))

@@ -22,6 +22,7 @@ class SyncSettings:
     lock_ttl_seconds: int = 900
     deadline_margin: float = 10.0
     stale_retries: int = 3
+    create_people: bool = False     # the mapping's `receive.create_people` (receive/create.py)
     # kind → logical field → most characters Workbooks holds there (a `string` stand-in: 255)
     field_limits: dict[str, dict[str, int]] = field(default_factory=dict)
 

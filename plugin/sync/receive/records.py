@@ -17,45 +17,19 @@ from ...snapshot import Snapshot
 from ...workbooks import format_datetime as format_wb
 from ..context import RunContext
 from ..send.item import describe_row
-from ..send.plan import flag_value, outreach_int
+from ..send.plan import flag_value
 from ..send.read import record_columns
 from .apply import Pending, ReceiveWriter
 from .cursor import FeedTracker
 from ..send.watermark import Watermark
 from ...state import watermark_key
+from .create import PeopleFromProspects
 from .feed import Feed
+from .linked import EMAIL_COLUMN, ID_CHUNK, eligible, linked_rows
 from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
 
 OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",
                       "optedOutAt", "emailsOptedAt", "callsOptedAt")
-EMAIL_COLUMN = "main_location[email]"       # a Person's email (workbooks-api.md §5.2)
-# Outreach ids per read of linked records: one less than a page, so that one page answers a
-# chunk whole unless two records share a link (a full page then says more may follow).
-_ID_CHUNK = 99
-
-
-def linked_rows(ctx: RunContext, kind: Kind, outreach_ids, columns: list[str]) -> dict[int, list[dict]]:
-    """Workbooks records of `kind` whose Outreach Id is one of `outreach_ids`, by that id (lowest
-    Workbooks id first)."""
-    column = ctx.columns[kind.name]["outreach_id"]
-    ids = sorted({int(i) for i in outreach_ids})
-    found: dict[int, list[dict]] = {}
-    for n in range(0, len(ids), _ID_CHUNK):
-        chunk = [str(i) for i in ids[n:n + _ID_CHUNK]]
-        for page in ctx.wb.iter_pages(kind.endpoint, filters=[(column, "eq", chunk)], columns=columns,
-                                      limit=_ID_CHUNK + 1):
-            for row in page:
-                oid = outreach_int(row.get(column))
-                if oid is not None:
-                    found.setdefault(oid, []).append(row)
-    return {oid: sorted(rows, key=lambda r: int(r["id"])) for oid, rows in found.items()}
-
-
-def eligible(row: dict, cols: dict[str, str]) -> bool:
-    return flag_value(row.get(cols["sync"])) and not flag_value(row.get(cols["sync_error"])) \
-        and not flag_value(row.get(cols["duplicate"]))
-
-
 class RecordFeed(Feed):
     def __init__(self, ctx: RunContext, kind: Kind) -> None:
         super().__init__(ctx, kind.outreach_plural)
@@ -69,7 +43,9 @@ class RecordFeed(Feed):
         if self.opt_outs:
             targets |= set(OPT_OUT_ATTRIBUTES)
         known = set(catalogue.names(kind.outreach_type))
-        self.fields = sorted((targets & known) | {"updatedAt"})
+        self.creator = PeopleFromProspects(ctx, kind) if ctx.settings.create_people and self.opt_outs else None
+        relationships = {kind.parent.outreach_relationship} if self.creator and kind.parent else set()
+        self.fields = sorted((targets & known) | {"updatedAt"} | relationships)
         self.columns = record_columns(ctx, kind)
         if self.opt_outs:
             self.opt_out_columns = OptOutColumns(opted_out_at=self.cols.get("opted_out_at"),
@@ -105,13 +81,16 @@ class RecordFeed(Feed):
         work: dict[str, list[Pending]] = {}       # Outreach id → the writes it needs
         for record in records:
             work[str(record["id"])] = self._plan(record, rows.get(int(record["id"]), []))
+        unlinked = [r for r in records if not rows.get(int(r["id"]))]
+        created = self.creator.create(unlinked) if self.creator and unlinked else {str(r["id"]) for r in unlinked}
         if self.opt_outs:
             self._opt_outs_by_email(records, rows, work)
         everything = [p for pending in work.values() for p in pending]
         self.writer.write(everything)
         for record in records:
             pending = work[str(record["id"])]
-            if all(p.ok for p in pending):
+            linked = bool(rows.get(int(record["id"])))
+            if all(p.ok for p in pending) and (linked or str(record["id"]) in created):
                 tracker.handled(record)
             else:
                 tracker.pending(record)
@@ -159,8 +138,8 @@ class RecordFeed(Feed):
         known = {int(r["id"]) for found in rows.values() for r in found}
         cols = self.cols
         emails = sorted(by_email)
-        for n in range(0, len(emails), _ID_CHUNK):
-            filters = [(EMAIL_COLUMN, "eq", emails[n:n + _ID_CHUNK]), (cols["sync"], "true", "")]
+        for n in range(0, len(emails), ID_CHUNK):
+            filters = [(EMAIL_COLUMN, "eq", emails[n:n + ID_CHUNK]), (cols["sync"], "true", "")]
             for page in self.ctx.wb.iter_pages(self.kind.endpoint, filters=filters, columns=self.columns):
                 for row in page:
                     if int(row["id"]) in known:
