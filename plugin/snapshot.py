@@ -10,10 +10,10 @@ The field may be a 255-character `string` (Workbooks refused `text`: workbooks-a
 where the readable form (version 1, JSON, ~30 characters per attribute) does not fit a mapping of
 more than about eight attributes. `dump(limit)` then writes, in the first form that fits:
 
-* version 2, `2<w>;acc;own;emp;asg;<tokens>`: per attribute one token of `w` base64 characters
+* version 2, `2<w>;acc;own;emp;asg[;oid];<tokens>`: per attribute one token of `w` base64 characters
   (8 down to 4, i.e. 48 to 24 bits) of a hash of (attribute name, value hash), sorted, names not
   stored. An attribute is unchanged when its token is present. 30 attributes fit at w=6.
-* version 3, `3;acc;own;emp;asg;<digest>`: one digest of every (name, value hash) pair; any
+* version 3, `3;acc;own;emp;asg[;oid];<digest>`: one digest of every (name, value hash) pair; any
   change then re-sends every mapped attribute (one PATCH, as any change costs), nothing is lost.
 
 Both are sound: a token or digest only ever says "unchanged" for the value that was sent (a false
@@ -62,6 +62,10 @@ class Snapshot:
     owner: int | None = None
     employer: int | None = None
     assignee: int | None = None      # the Assigned To queue the owner was worked out from
+    # The Outreach record this snapshot was made for: a link this plugin made itself carries it
+    # (an Outreach Id typed in or copied from another record does not; see send/links.py).
+    # Snapshots written before it existed have none.
+    outreach_id: int | None = None
     # Read from a compact form (version 2 / 3), not yet matched to attribute names:
     tokens: frozenset[str] | None = None
     width: int = 0
@@ -84,15 +88,20 @@ class Snapshot:
             if data.get("v") != VERSION:
                 return cls()
             return cls(attributes=dict(data.get("a") or {}), account=data.get("acc"),
-                       owner=data.get("own"), employer=data.get("emp"), assignee=data.get("asg"))
+                       owner=data.get("own"), employer=data.get("emp"), assignee=data.get("asg"),
+                       outreach_id=data.get("oid"))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
     @classmethod
     def _parse_compact(cls, text: str) -> "Snapshot":
-        head, acc, own, emp, asg, body = text.split(";", 5)
+        parts = text.split(";")
+        if len(parts) not in (6, 7):
+            raise ValueError("not a compact snapshot")
+        oid = parts.pop(5) if len(parts) == 7 else ""          # written before `oid` existed: 6 parts
+        head, acc, own, emp, asg, body = parts
         ids = dict(account=_id_or_none(acc), owner=_id_or_none(own), employer=_id_or_none(emp),
-                   assignee=_id_or_none(asg))
+                   assignee=_id_or_none(asg), outreach_id=_id_or_none(oid))
         if head == "3" and len(body) == DIGEST_WIDTH:
             return cls(digest=body, **ids)
         width = int(head[1:]) if head[:1] == "2" and head[1:].isdigit() else 0
@@ -105,13 +114,14 @@ class Snapshot:
         the readable JSON form if it fits, else the compact forms described above."""
         data: dict[str, Any] = {"v": VERSION, "a": dict(sorted(self.attributes.items()))}
         for key, value in (("acc", self.account), ("own", self.owner), ("emp", self.employer),
-                           ("asg", self.assignee)):
+                           ("asg", self.assignee), ("oid", self.outreach_id)):
             if value is not None:
                 data[key] = value
         text = json.dumps(data, separators=(",", ":"))
         if limit is None or len(text) <= limit:
             return text
-        ids = ";".join("" if v is None else str(v) for v in (self.account, self.owner, self.employer, self.assignee))
+        ids = ";".join("" if v is None else str(v)
+                       for v in (self.account, self.owner, self.employer, self.assignee, self.outreach_id))
         for width in TOKEN_WIDTHS:
             tokens = sorted({_token(name, hashed, width) for name, hashed in self.attributes.items()})
             text = f"2{width};{ids};" + "".join(tokens)
@@ -143,6 +153,11 @@ class Snapshot:
             changed[name] = value
         return changed
 
+    @property
+    def empty(self) -> bool:
+        """No snapshot at all (never synced by this plugin, or unreadable)."""
+        return not self.attributes and self.tokens is None and self.digest is None and self.outreach_id is None
+
     def agrees(self, name: str, value: Any) -> bool | None:
         """Whether `value` is the last agreed value of attribute `name` (what was last synced):
         the receive side's base for a three-way comparison. None when this snapshot cannot tell
@@ -157,7 +172,7 @@ class Snapshot:
         return False
 
     def with_sent(self, attributes: dict[str, Any], *, account: Any = ..., owner: Any = ...,
-                  employer: Any = ..., assignee: Any = ...) -> "Snapshot":
+                  employer: Any = ..., assignee: Any = ..., outreach_id: Any = ...) -> "Snapshot":
         """What Outreach holds after sending `attributes`. Unmatched compact entries (tokens,
         digest) are dropped: they may stand for values just replaced."""
         merged = dict(self.attributes)
@@ -167,7 +182,8 @@ class Snapshot:
                         account=self.account if account is ... else account,
                         owner=self.owner if owner is ... else owner,
                         employer=self.employer if employer is ... else employer,
-                        assignee=self.assignee if assignee is ... else assignee)
+                        assignee=self.assignee if assignee is ... else assignee,
+                        outreach_id=self.outreach_id if outreach_id is ... else outreach_id)
 
     @classmethod
     def of_remote(cls, resource: dict, attribute_names) -> "Snapshot":
@@ -176,7 +192,8 @@ class Snapshot:
         remote = resource.get("attributes") or {}
         rels = resource.get("relationships") or {}
         return cls(attributes={n: value_hash(remote.get(n)) for n in attribute_names if n in remote},
-                   account=_relationship_id(rels, "account"), owner=_relationship_id(rels, "owner"))
+                   account=_relationship_id(rels, "account"), owner=_relationship_id(rels, "owner"),
+                   outreach_id=_id_or_none(str(resource.get("id") or "")))
 
 
 def _relationship_id(relationships: dict, name: str) -> int | None:

@@ -21,7 +21,7 @@ from ...workbooks import escape_filter_value
 from ..context import RunContext
 from ..send.item import describe_row
 from ..send.plan import outreach_int
-from .linked import EMAIL_COLUMN, linked_rows
+from ..linked import EMAIL_COLUMN, linked_rows
 
 
 class PeopleFromProspects:

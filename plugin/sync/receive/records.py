@@ -25,7 +25,7 @@ from ..send.watermark import Watermark
 from ...state import watermark_key
 from .create import PeopleFromProspects
 from .feed import Feed
-from .linked import EMAIL_COLUMN, ID_CHUNK, eligible, linked_rows
+from ..linked import EMAIL_COLUMN, ID_CHUNK, eligible, linked_rows
 from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
 
 OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",

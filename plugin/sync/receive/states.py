@@ -25,7 +25,7 @@ from .apply import Pending, ReceiveWriter
 from .cursor import FeedTracker
 from .feed import Feed
 from .plan import NOT_FINISHED, RecordPlan, plan_sequence_state, state_rank
-from .linked import eligible, linked_rows
+from ..linked import eligible, linked_rows
 
 NAME_TTL_SECONDS = 86400
 STATE_FIELDS = ["state", "stateChangedAt", "updatedAt", "prospect", "sequence"]

@@ -44,6 +44,8 @@ class Item:
     outcome: Outcome | None = None
     message: str | None = None
     adopted: bool = False
+    stamp_marker: bool = False      # a link someone else made, found adoptable: our marker goes with the PATCH
+    verified: bool = False          # a link without a snapshot of ours, checked against Outreach (links.py)
     new_snapshot: Snapshot | None = None
     attributes_sent: list[str] = field(default_factory=list)
     echo: str | None = None         # updatedAt of our Outreach write, when receive need not read it back

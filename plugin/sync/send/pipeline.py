@@ -20,6 +20,7 @@ from ..context import RunContext
 from ..writeback import RowWrite, WorkbooksWriter
 from . import plan
 from .item import Item, Outcome
+from .links import LinkCheck
 from .push import Pusher
 from .read import ChangeScan, LockVersionProof, any_work
 from .relations import ParentLinks
@@ -96,6 +97,7 @@ class SendPipeline:
         self.pickup = stage.pickup
         self.resolver = resolver_for(ctx, kind, self.unconfirmed)
         self.pusher = Pusher(ctx, kind, self.resolver, self.unconfirmed)
+        self.links = LinkCheck(ctx, kind)
         self.writer = WorkbooksWriter(ctx.wb, ctx.log, stale_retries=ctx.settings.stale_retries)
         self.key = watermark_key(kind.name)
         self.start = Watermark.from_state(ctx.state.get(self.key))
@@ -207,6 +209,7 @@ class SendPipeline:
                 if item.outcome is not None:
                     continue
             item.assignee = plan.outreach_int(row.get("assigned_to"))
+        self.links.check(items)
         self.ctx.owners.resolve(self.kind, [i for i in items if i.outcome is None])
 
     def _resolve_new(self, items: list[Item]) -> None:
@@ -256,8 +259,11 @@ class SendPipeline:
             fields[cols["last_synced"]] = format_wb_datetime(self.ctx.clock())
             if had_message:
                 fields[cols["error_message"]] = None
-        elif outcome is Outcome.UNCHANGED and had_message:
-            fields[cols["error_message"]] = None
+        elif outcome is Outcome.UNCHANGED:
+            if item.new_snapshot is not None:       # a link just verified (links.py): it is ours now
+                fields[cols["snapshot"]] = item.new_snapshot.dump(limits.get("snapshot"))
+            if had_message:
+                fields[cols["error_message"]] = None
         elif outcome is Outcome.DUPLICATE:
             fields[cols["duplicate"]] = True
             fields[cols["error_message"]] = plan.clip("Duplicate: " + item.message, message_limit)

@@ -86,7 +86,7 @@ class Pusher:
         item.attributes_sent = sorted(item.mapped)
         item.new_snapshot = Snapshot().with_sent(item.mapped, account=relationships.get(self.parent_relationship),
                                                  owner=item.owner, employer=item.employer_id,
-                                                 assignee=item.assignee)
+                                                 assignee=item.assignee, outreach_id=item.outreach_id)
         self._note_echo(item, resource)
         if key:
             self._created[key] = item.outreach_id
@@ -94,11 +94,14 @@ class Pusher:
     def _update(self, item: Item) -> None:
         decision = plan.plan_update(item.snapshot, item.mapped, item.account, item.owner,
                                     parent_relationship=self.parent_relationship)
+        if item.stamp_marker:                   # an adoptable link someone else made: ours from now on
+            decision.attributes[self.kind.marker_attribute] = self.ctx.marker(self.kind, item.id)
         done = Outcome.ADOPTED if item.adopted else Outcome.UPDATED
         if decision.empty:
             item.outcome = Outcome.ADOPTED if item.adopted else Outcome.UNCHANGED
-            item.new_snapshot = (item.snapshot.with_sent({}, employer=item.employer_id, assignee=item.assignee)
-                                 if item.adopted else None)
+            item.new_snapshot = (item.snapshot.with_sent({}, employer=item.employer_id, assignee=item.assignee,
+                                                         outreach_id=item.outreach_id)
+                                 if item.adopted or item.verified else None)
             return
         if self.ctx.dry_run:
             changed = ", ".join(sorted(decision.attributes) + sorted(decision.relationships))
@@ -124,7 +127,7 @@ class Pusher:
             decision.attributes,
             account=decision.relationships.get(self.parent_relationship, item.snapshot.account),
             owner=decision.relationships.get("owner", item.snapshot.owner),
-            employer=item.employer_id, assignee=item.assignee)
+            employer=item.employer_id, assignee=item.assignee, outreach_id=item.outreach_id)
         if resource:
             self._note_echo(item, resource)
 

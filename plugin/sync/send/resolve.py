@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...emails import normalise
 from ...errors import OutreachValidation
 from ...snapshot import Snapshot
+from .links import agrees
 from ..context import RunContext
 from . import plan
 from .item import Item
@@ -55,15 +56,25 @@ class Resolver:
         marker = self.ctx.marker(self.kind, item.id)
         for resource in matches:
             if (resource.get("attributes") or {}).get(self.kind.marker_attribute) == marker:
-                self.adopt(item, resource)
+                self.adopt(item, resource, check=True)
                 return
         if matches:
             others = ", ".join(str(r["id"]) for r in matches[:3])
             item.duplicate(f"Outreach {self.kind.outreach_type} {others} already has {what}")
 
-    def adopt(self, item: Item, resource: dict) -> None:
+    def adopt(self, item: Item, resource: dict, *, check: bool) -> None:
         """A record an interrupted earlier run created for this very Workbooks record: link it,
-        and let the normal diff bring it up to date."""
+        and let the normal diff bring it up to date. `check`: only when it also holds this
+        record's match key — anyone in Outreach can type a marker (docs/installing.md), so a
+        marked record that disagrees is flagged, never adopted silently. (Not checked for a
+        create noted as unconfirmed, found by the email it was created with: its email may have
+        been edited since, legitimately.)"""
+        if check and not agrees(self.mapping, self.kind, item.mapped, resource.get("attributes") or {}):
+            key = self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
+            item.fail(f"Outreach {self.kind.outreach_type} {resource['id']} carries this record's marker "
+                      f"({self.kind.marker_attribute}) but another {key}: check it is the same, make the two "
+                      "agree, then untick Outreach Sync Error")
+            return
         item.outreach_id = int(resource["id"])
         item.snapshot = Snapshot.of_remote(resource, item.mapped)
         item.outcome = None
@@ -101,7 +112,7 @@ class ProspectResolver(Resolver):
             mine = [r for e in earlier[item.id] for r in by_email.get(normalise(e), [])
                     if (r.get("attributes") or {}).get(self.kind.marker_attribute) == marker]
             if mine:
-                self.adopt(item, mine[0])
+                self.adopt(item, mine[0], check=False)
                 continue
             matches = {r["id"]: r for e in item.mapped["emails"] for r in by_email.get(normalise(e), [])}
             self.match(item, list(matches.values()), self.what(item))
@@ -143,7 +154,7 @@ class AccountResolver(Resolver):
         rest = []
         for marker, item in markers.items():
             if marker in ours:
-                self.adopt(item, ours[marker])
+                self.adopt(item, ours[marker], check=True)
             else:
                 rest.append(item)
         key = self.mapping.match_key

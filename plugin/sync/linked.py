@@ -2,9 +2,9 @@
 among them may receive (workbooks-outreach-plugin-kb.md §2.11)."""
 from __future__ import annotations
 
-from ...kinds import Kind
-from ..context import RunContext
-from ..send.plan import flag_value, outreach_int
+from ..kinds import Kind
+from .context import RunContext
+from .send.plan import flag_value, outreach_int
 
 EMAIL_COLUMN = "main_location[email]"       # a Person's email (workbooks-api.md §5.2)
 # Outreach ids per read of linked records: one less than a page, so that one page answers a
