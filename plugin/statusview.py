@@ -19,7 +19,8 @@ from .websession import FormGuard
 STALLED_SECONDS = 15 * 60
 STYLE = ("<style>body{max-width:72em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}.ok{color:#060}"
          "table.records td,table.records th{padding:.25em .6em;border-bottom:1px solid #eee;vertical-align:top}"
-         "ul.health li{margin:.3em 0}.message{white-space:pre-wrap;max-width:28em}.muted{color:#666}"
+         "ul.health li{margin:.3em 0}.message{white-space:pre-wrap}.muted{color:#666}td.who{min-width:11em}"
+         "td.when{white-space:nowrap}"
          ".chart{max-width:100%;height:auto}</style>")
 
 
@@ -211,8 +212,9 @@ def _record_row(record: Flagged, guard: FormGuard) -> str:
                                                   "lock_version": str(record.lock_version),
                                                   "message": message_digest(record.message)})
     return (f'<tr class="record" data-kind="{escape(record.kind.name)}" data-id="{record.id}">'
-            f"<td>{link}<br><span class=\"muted\">{escape(record.kind.words)}, {escape(record.ref)}</span></td>"
-            f"<td>{escape(problems)}</td><td>{message}</td><td>{escape(when(record.updated_at))}</td>"
+            f"<td class=\"who\">{link}<br><span class=\"muted\">{escape(record.kind.words)}, {escape(record.ref)}"
+            f"</span></td><td>{escape(problems)}</td><td>{message}</td>"
+            f"<td class=\"when\">{escape(when(record.updated_at))}</td>"
             f"<td>{retry}</td></tr>")
 
 
