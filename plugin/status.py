@@ -290,7 +290,9 @@ class StatusPage:
             return None
         rows = self.wb.get(SCHEDULED_ENDPOINT, filters=[("id", "eq", recorded["id"])],
                            columns=["id", "title", "enabled", "last_run_at", "parameters"], limit=1)
-        return rows[0] if rows else {"missing": True, "title": recorded.get("title")}
+        if not rows:
+            return {"missing": True, "title": recorded.get("title")}
+        return {**rows[0], "last_run_at": _epoch(rows[0].get("last_run_at"))}
 
     def _mapping_check(self, process: dict | None) -> tuple[str, str | None]:
         """The mapping the sync runs with, and its first problem (None when it loads)."""

@@ -114,7 +114,7 @@ def health(facts: Facts) -> list[Sentence]:
         found.append(Sentence("ok", f"Idle since {when(latest.at)}: the last run that found work; runs since "
                                     "then found nothing to do."))
     if process.get("last_run_at"):
-        found.append(Sentence("ok", f"Workbooks last started '{title}' at {process['last_run_at']}."))
+        found.append(Sentence("ok", f"Workbooks last started '{title}' at {when(process['last_run_at'])}."))
     return found
 
 

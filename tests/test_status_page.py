@@ -350,3 +350,37 @@ def test_a_tally_in_the_legacy_key_is_used_until_the_history_holds_one(sb):
     assert sb.prospects() == []
     stored = history(sb)
     assert stored["budget"]["used"] == 8000 and stored["runs"][-1]["stopped"] is True
+
+
+def test_a_retry_naming_no_record_or_kind_is_refused_plainly(sb):
+    bad = sb.person(email="bad-email")
+    assert sb.run().code == 0
+    form = retry_form(sb.web({}), bad["id"])
+    before = writes(sb)
+    for changed in ({"kind": "invoice"}, {"id": "12; DROP"}, {"lock_version": ""}, {"kind": "<script>"}):
+        answer = sb.web({**form, **changed}, method="POST")
+        assert answer.code == 0 and "[header] Status: 400" in answer.output, answer.output
+        assert "Nothing was changed." in answer.output and "<script>" not in answer.output
+    assert writes(sb) == before and sb.flags("person", bad["id"])["sync_error"] is True
+
+
+def test_the_page_reads_the_state_once_and_asks_outreach_nothing(sb):
+    sb.person(email="bad-email")
+    assert sb.run().code == 0
+    sb.reset_counts()
+    assert "Records that need a person (1)" in sb.web({}).output
+    assert sb.wb.count_of("GET", r"automation/api_data") == 1          # history, lock, watermarks: one read
+    # login, state, the scheduled process; per kind: waiting, errors, duplicates, one page
+    assert sb.wb.total_requests == 3 + 4 * 2
+    assert sb.outreach.total_requests == 0
+
+
+def test_the_scheduled_process_as_workbooks_shows_it_switched_off_and_when_it_last_ran(sb):
+    sb.wb.config["unverified_attributes"] = True          # R2.3: the schedule's API names are guesses
+    [process] = [p for p in sb.wb.records("scheduled_actions") if p["title"] == "Outreach Send/Receive"]
+    sb.wb.edit("scheduled_actions", process["id"], {"enabled": False, "last_run_at": "2027-01-15T08:00:00Z"})
+    sentences = health(sb.web({}))
+    assert ("problem", "The scheduled process 'Outreach Send/Receive' is switched off in Workbooks (Workbooks "
+            "switches it off when a run ends with exit code 2): nothing syncs until it is switched on again.") \
+        in sentences
+    assert ("ok", "Workbooks last started 'Outreach Send/Receive' at 2027-01-15 08:00 UTC.") in sentences
