@@ -163,7 +163,7 @@ def _web(url: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def budget_now(history: History, hourly_budget: int, now: float) -> tuple[int, float | None]:
+def budget_now(history: History, now: float) -> tuple[int, float | None]:
     """(requests spent in the current hour's window, when it ends) from the stored tally."""
     start = history.budget.get("window_start")
     if not isinstance(start, (int, float)) or now >= start + 3600:
@@ -203,16 +203,16 @@ def notice_of(params: dict) -> str | None:
     if params.get("_query_done") != "retried":
         return None
     count, changed = _count(params.get("_query_count")), _count(params.get("_query_changed"))
-    text = (f"{_records(count)} reset: the next run of Outreach Send/Receive tries again." if count
+    text = (f"{records_words(count)} reset: the next run of Outreach Send/Receive tries again." if count
             else "No record was reset.")
     if changed:
-        text += (f" {_records(changed)} changed in Workbooks after this page was shown, so kept "
+        text += (f" {records_words(changed)} changed in Workbooks after this page was shown, so kept "
                  "the flag: check the record, then press Retry on the page as it is now.")
     return text
 
 
-def _records(n: int) -> str:
-    return f"{n} record" if n == 1 else f"{n:,} records"
+def records_words(n: int) -> str:
+    return f"{n:,} record" if n == 1 else f"{n:,} records"
 
 
 def _count(value: Any) -> int:

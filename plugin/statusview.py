@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import chart
-from .status import (PAGE_SIZE, Facts, Flagged, budget_now, clear_estimate, message_digest,
+from .status import (PAGE_SIZE, Facts, Flagged, budget_now, clear_estimate, message_digest, records_words,
                      requests_per_record)
 from .webpage import escape
 from .websession import FormGuard
@@ -43,10 +43,6 @@ def duration(seconds: float) -> str:
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
-
-
-def _records(n: int) -> str:
-    return f"{n:,} record" if n == 1 else f"{n:,} records"
 
 
 # --- health -------------------------------------------------------------------------------------
@@ -88,7 +84,7 @@ def health(facts: Facts) -> list[Sentence]:
             problem(f"Workbooks failed {runs} (since {since}): {reason}. Each run tries again.")
         else:
             problem(f"{runs.capitalize()} failed (since {since}): {reason}. Each run tries again.")
-    used, window_end = budget_now(history, facts.hourly_budget, now)
+    used, window_end = budget_now(history, now)
     spent = window_end is not None and used >= facts.hourly_budget
     latest = history.runs[-1] if history.runs else None
     if facts.lock:
@@ -97,11 +93,11 @@ def health(facts: Facts) -> list[Sentence]:
     elif facts.pending and not spent and not facts.connection_problem and not facts.mapping_problem \
             and (latest is None or now - latest.at > STALLED_SECONDS):
         since = f"since {when(latest.at)}" if latest else "yet"
-        problem(f"{_records(facts.pending)} {'is' if facts.pending == 1 else 'are'} waiting, but no run has "
+        problem(f"{records_words(facts.pending)} {'is' if facts.pending == 1 else 'are'} waiting, but no run has "
                 f"worked on them {since}: check in Workbooks (Configuration > Automation) that '{title}' is "
                 "switched on and runs every minute.")
     if facts.flagged:
-        problem(f"{_records(facts.flagged)} need{'s' if facts.flagged == 1 else ''} a person: see "
+        problem(f"{records_words(facts.flagged)} need{'s' if facts.flagged == 1 else ''} a person: see "
                 "Records that need a person below.")
     if spent:
         notice(f"The hourly Outreach budget is spent ({used:,} of {facts.hourly_budget:,} requests): "
@@ -153,7 +149,7 @@ def _backlog_section(facts: Facts) -> str:
         return "?" if value is None else f"{value:,}"
     rows = "".join(f"<tr><th>{escape(k.kind.words)}</th><td>{cell(k.pending)}</td><td>{cell(k.errors)}</td>"
                    f"<td>{cell(k.duplicates)}</td></tr>" for k in facts.kinds)
-    used, window_end = budget_now(facts.history, facts.hourly_budget, facts.now)
+    used, window_end = budget_now(facts.history, facts.now)
     budget = (f"Outreach requests this hour: {used:,} of {facts.hourly_budget:,}"
               + (f" (the hour ends {when(window_end)})" if window_end else ""))
     per_record = requests_per_record(facts.history, facts.now)
@@ -164,7 +160,7 @@ def _backlog_section(facts: Facts) -> str:
         clear = "The hourly budget is 0: nothing can be sent."
     else:
         clear = (f"At {facts.hourly_budget:,} requests an hour (about {per_record:.2f} per record) the "
-                 f"{_records(facts.pending)} waiting are sent in about {duration(eta)}.")
+                 f"{records_words(facts.pending)} waiting are sent in about {duration(eta)}.")
     return ("<h2>Backlog and budget</h2><table><tr><th></th><th>Waiting to sync</th><th>Sync Error</th>"
             f"<th>Duplicate</th></tr>{rows}</table><p>{escape(budget)}</p><p>{escape(clear)}</p>")
 

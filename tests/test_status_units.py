@@ -119,7 +119,8 @@ def test_error_groups(message, group):
 
 def test_record_links_fill_only_their_four_names_and_only_make_http_links():
     row = {"id": 12, "object_ref": "PERS-12"}
-    assert record_url(None, "https://secure.workbooks.com/", PERSON, row) == "https://secure.workbooks.com/crm/people/12"
+    assert record_url(None, "https://secure.workbooks.com/", PERSON, row) == \
+        "https://secure.workbooks.com/crm/people/12"
     assert record_url("https://secure.workbooks.com/=IDNzMjN/{object_ref}", "x", PERSON, row) == \
         "https://secure.workbooks.com/=IDNzMjN/PERS-12"
     assert record_url("https://h/{id.__class__}/{id}", "x", ORGANISATION, row) == "https://h/{id.__class__}/12"

@@ -13,9 +13,9 @@ At the end it opens the administrators' status page the way a browser does, from
 emulator's web-process route (`/wp/outreach_authorisation`, which runs the authorisation web
 process once per request as Workbooks would), and prints its health lines and URL.
 `--keep-running` leaves the emulators up (with demo credentials of the emulators printed, clearly
-marked) until Ctrl-C: open that URL in a browser. `--report FILE` writes what happened and the final state as JSON (the demo
-test reads it). Exit code: 0 when every step did what it should, 1 otherwise, 130 on Ctrl-C
-before the end.
+marked) until Ctrl-C: open that URL in a browser. `--report FILE` writes what happened and the
+final state as JSON (the demo test reads it). Exit code: 0 when every step did what it should,
+1 otherwise, 130 on Ctrl-C before the end.
 """
 from __future__ import annotations
 
