@@ -1,8 +1,8 @@
 """The status page's picture of the last 24 hours: an inline SVG the page draws itself (no script,
 no library). The day is cut into 96 slots of 15 minutes (a run a minute would otherwise be
 1,440 bars on 700 pixels); each slot's stacked bar adds up the recorded runs in it: records
-created, updated and failed (Sync Error or Duplicate), and received once the receive side
-reports counts. A red mark under the axis marks a slot with a failed run. Each bar carries a
+created, updated and failed (Sync Error or Duplicate; the receive side's errors too), and
+received once the receive side reports counts. A red mark under the axis marks a slot with a failed run. Each bar carries a
 `<title>` naming its runs, which browsers show on hover. Pure: runs in, markup out; every text it
 writes goes through plugin.webpage.escape."""
 from __future__ import annotations

@@ -214,11 +214,14 @@ class Run:
 
     @property
     def flagged(self) -> int:
-        return self.total("errors") + self.total("duplicates")
+        """Records the run flagged, the receive side's failures (its `…errors` counts) included."""
+        return self.total("errors") + self.total("duplicates") + sum(
+            n for name, n in self.received.items() if name.endswith("errors"))
 
     @property
     def records_received(self) -> int:
-        return sum(self.received.values())
+        """What the receive side brought back (its counts but the `…errors` ones)."""
+        return sum(n for name, n in self.received.items() if not name.endswith("errors"))
 
     @property
     def failed(self) -> bool:

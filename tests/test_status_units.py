@@ -199,7 +199,8 @@ def test_the_chart_adds_up_runs_per_quarter_hour_and_marks_failed_ones():
     assert any("2 runs: 3 created, 0 updated, 1 failed (1 run failed)" in title for _, title in slots)
     assert "received" not in svg and svg.count('fill="#c62828"/>') >= 1 and "999" not in svg
     assert ">50<" in svg                                                 # the axis: 40 → 50
-    runs[0].received = {"opt_outs": 2}
+    runs[0].received = {"opt_outs": 2, "people_updated": 3, "errors": 1}
+    assert (runs[0].records_received, runs[0].flagged) == (5, 1)     # receive's failures count as failed
     assert "received" in chart.svg(runs, NOW)
     assert "No run has recorded work in the last 24 hours" in chart.svg([], NOW)
     assert [chart.nice_ceiling(n) for n in (0, 1, 3, 7, 11, 240, 5000)] == [1, 1, 5, 10, 20, 500, 5000]
