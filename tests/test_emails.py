@@ -6,7 +6,8 @@ import unicodedata
 
 import pytest
 
-from plugin import emails, plan
+from plugin import emails
+from plugin.sync.send import plan
 from plugin.mapping import DEFAULT_MAPPING_PATH, load_mapping
 from plugin.outreach import email_search_forms, normalise_emails
 
