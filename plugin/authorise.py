@@ -19,6 +19,12 @@ Actions (`action` in the query or the form):
   revoke    delete the stored tokens (a POST from this page's form; a GET only asks); the runner
             then exits 2 with "Outreach is not authorised: run the authorisation". From the
             command line: `outreach_authorise.py --revoke`.
+  retry, retry_all   (POST, from the status page's forms) reset the Sync Error / Duplicate flags
+            of one record, or of every record with one kind of error (plugin/status.py)
+
+The status action is also the administrators' status page (plugin/status.py reads it,
+plugin/statusview.py draws it): health, backlog and budget, the last 24 hours, and the records
+that need a person. A GET never changes anything.
 
 Every form carries plugin.websession's anti-forgery token; a POST without it changes nothing.
 Exit codes: 0 for every page a request deserves, hostile or mistaken ones included (exit 2
@@ -47,6 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from plugin.errors import ActionRequired, NotAuthorised, PluginError
 from plugin.outreach_user import describe_user, same_user
+from plugin.status import ActionRefused, notice_of
 from plugin.webpage import Page, clip, error_page, escape, html_page
 from plugin.websession import (FormGuard, browser_digest, browser_id, new_browser_id, request_method,
                                same_browser, set_cookie)
@@ -182,8 +189,10 @@ class AuthorisationProcess:
     def __init__(self, params: dict, *, state, auth, database: dict, scopes: list[str],
                  instance_url: str | None = None, on_authorised: Callable[[], str | None] | None = None,
                  identify: Callable[[str], dict | None] | None = None,
-                 address_problem: RequestRefused | None = None, clock: Callable[[], float] = time.time):
+                 address_problem: RequestRefused | None = None, clock: Callable[[], float] = time.time,
+                 status_page=None):
         self.params = params
+        self.status_page = status_page      # plugin.status.StatusPage, or None: the connection only
         self.state = state
         self.auth = auth
         self.database = database
@@ -209,6 +218,8 @@ class AuthorisationProcess:
         action = action_of(self.params)
         handlers = {"start": self.start, "callback": self.callback, "status": self.status,
                     "revoke": self.revoke, "replace": self.replace, "keep": self.keep}
+        if self.status_page is not None:
+            handlers.update(retry=self.retry, retry_all=self.retry_all)
         handler = handlers.get(action)
         try:
             if handler is None:
@@ -447,13 +458,55 @@ class AuthorisationProcess:
                            "probably a copy of it). The sync refuses to use them. Revoke access here, "
                            "then authorise again from this database.")
         table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+        if notice is None and self.status_page is not None:
+            notice = notice_of(self.params)
         parts = [f'<p class="notice">{escape(notice)}</p>' if notice else "",
-                 f'<p class="problem">{escape(problem)}</p>' if problem else "",
-                 intro, f"<table>{table}</table>",
-                 '<p><a class="button" href="?action=start">Authorise Outreach</a></p>']
+                 f'<p class="problem">{escape(problem)}</p>' if problem else ""]
+        if self.status_page is not None:
+            unusable = problem or (None if shown else "Outreach is not connected: nothing syncs until it is "
+                                   "authorised (Authorise Outreach, under Outreach connection below).")
+            parts += [self._status_sections(unusable), "<h2>Outreach connection</h2>"]
+        parts += [intro, f"<table>{table}</table>",
+                  '<p><a class="button" href="?action=start">Authorise Outreach</a></p>']
         if shown:
             parts.append(self.guard.form("revoke", "Revoke access"))
         return html_page(headline, "".join(parts))
+
+    def _status_sections(self, connection_problem: str | None) -> str:
+        from plugin.statusview import render
+        try:
+            page = int(request_value(self.params, "page") or 1)
+        except ValueError:
+            page = 1
+        try:
+            return render(self.status_page.facts(connection_problem, page), self.guard)
+        except PluginError as exc:
+            return f'<p class="problem">The sync status could not be read: {escape(clip(str(exc)))}</p>'
+
+    # --- retry (the status page's records that need a person) -----------------------------------------
+    def retry(self) -> Page:
+        return self._retry("retry", self.status_page.retry)
+
+    def retry_all(self) -> Page:
+        return self._retry("retry_all", self.status_page.retry_all)
+
+    def _retry(self, purpose: str, act: Callable[[dict], tuple[int, int]]) -> Page:
+        if not self.guard.accepts(self.params, purpose):
+            if request_method(self.params) == "POST":
+                # Another site's form, or a replayed one: a flag is reset only from this page.
+                raise RequestRefused("This Retry did not come from the status page's form. Nothing was "
+                                     "changed.", status=403, title="Retry refused")
+            return html_page("Retry", "<p>Records are retried with the Retry buttons of the status page; "
+                                      "nothing was changed.</p><p><a href=\"?action=status\">Open the status "
+                                      "page</a></p>")
+        form = {k[len("_post_"):]: v for k, v in self.params.items() if k.startswith("_post_")}
+        try:
+            reset, changed = act(form)
+        except ActionRefused as exc:
+            raise RequestRefused(str(exc), status=exc.status, title="Nothing was reset") from None
+        # Back to the page (303): a reload of it sends nothing again.
+        return Page(303, [("Location", f"?done=retried&count={reset}&changed={changed}"),
+                          ("Cache-Control", "no-store")], "")
 
     # --- revoke --------------------------------------------------------------------------------------
     def revoke(self) -> Page:
@@ -557,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     from .redact import Redactor
     from .runtime import Log, load_params
     from .state import StateStore
+    from .status import STATE_KEYS as STATUS_KEYS, StatusPage
 
     redactor = Redactor()
     connection = None
@@ -568,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**defaults, **{k: v for k, v in params.items() if v not in (None, "")}}
         connection = open_workbooks(settings, redactor, name="workbooks")
         state = StateStore(connection.workbooks)
-        state.prefetch(["install", "tokens", "oauth_state", REPLACEMENT_KEY])
+        state.prefetch(["install", "tokens", "oauth_state", REPLACEMENT_KEY, *STATUS_KEYS])
         install = state.get("install")
         client_id, client_secret, recorded_redirect = client_credentials(settings, install)
         redactor.add(client_secret)
@@ -600,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             settings, state=state, auth=auth, database=workbooks.database, scopes=manifest.scopes,
             instance_url=api_url, on_authorised=lambda: enable_sync_process(workbooks, install),
             identify=(lambda token: connected_user(oauth_http, api_url, token)) if api_url else None,
-            address_problem=address_problem)
+            address_problem=address_problem, status_page=StatusPage(workbooks, state, install, settings))
         redactor.add_source(process.secrets)
         page = process.handle()
     except PluginError as exc:

@@ -26,7 +26,8 @@ from .outreach import OutreachClient
 from .redact import Redactor
 from .runtime import Log, exit_code_for, flag, load_params, number
 from .kinds import KINDS, NAMES, by_name
-from .state import BUDGET, INSTALL, StateStore, run_keys
+from .history import RunRecorder
+from .state import INSTALL, StateStore, run_keys
 from .sync import SyncRun, SyncSettings
 from .workbooks import RESOURCE_TYPES
 
@@ -92,7 +93,7 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
     for warning in getattr(mapping, "warnings", []):
         log.warning(str(warning))
     connection = open_workbooks(params, redactor, deadline=deadline)
-    report = None
+    report = recorder = outreach = None
     try:
         wb = connection.workbooks
         state = StateStore(wb, dry_run=dry_run)
@@ -113,11 +114,14 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
         auth = OutreachAuth(state, outreach_http, oauth_url=settings["outreach_oauth_url"],
                             client_id=client_id, client_secret=client_secret, database=wb.database,
                             redirect_uri=redirect, log=log.write)
+        hourly_budget = number(settings, "outreach_hourly_budget", 8000)
+        # The run history and the Outreach budget tally: read in the prefetch, saved in one write.
+        recorder = RunRecorder(state, log, hourly_budget=hourly_budget, web_url=settings["outreach_web_url"],
+                               redact=redactor, clock=_budget_clock())
         auth.access_token()   # NotAuthorised (exit 2) before any work; refreshes if due
-        budget_state = dict(state.get(BUDGET) or {})
         outreach = OutreachClient(settings["outreach_api_url"], auth, outreach_http,
-                                  hourly_budget=number(settings, "outreach_hourly_budget", 8000),
-                                  budget_state=budget_state, clock=_budget_clock())
+                                  hourly_budget=hourly_budget, budget_state=recorder.budget,
+                                  clock=_budget_clock())
         if dry_run:
             log.notice("dry run: reading everything, writing nothing (Workbooks, Outreach and state)")
         run = SyncRun(workbooks=wb, outreach=outreach, state=state, mappings=bound, columns=columns,
@@ -129,13 +133,15 @@ def send_receive(params: dict, log: Log, redactor: Redactor, deadline: Deadline 
                                             field_limits={kind: fields.write_limits(install, kind)
                                                           for kind in NAMES}))
         report = run.execute()
-        # An idle run's polls are not saved: that would be a write every idle minute, and
-        # Outreach's own limit headers count them anyway.
-        if outreach.requests_made and not dry_run and not report.skipped:
-            _save_quietly(state, BUDGET, budget_state, log)
+        recorder.finished(report, outreach.requests_made, exit_code_for(report.failure))
         by_stage = report.requests_line()
         log.info(f"requests: Outreach {outreach.requests_made}, Workbooks {connection.http.requests_made}"
                  + (f" ({by_stage})" if by_stage else ""))
+    except PluginError as exc:
+        if recorder is not None and report is None:
+            # Failed before the report or past it (exit 2 mid-run): the status page must see it.
+            recorder.failed(exc, outreach.requests_made if outreach else 0, exit_code_for(exc))
+        raise
     finally:
         connection.close()
     if report.failure is not None:
@@ -200,10 +206,3 @@ def _margin(deadline) -> float:
     if not deadline.limited:
         return 0.0
     return max(3.0, min(30.0, deadline.total * 0.1))
-
-
-def _save_quietly(state: StateStore, key: str, value, log: Log) -> None:
-    try:
-        state.put(key, value)
-    except PluginError as exc:
-        log.warning(f"could not save the Outreach budget tally ({exc}); the next run re-learns it")

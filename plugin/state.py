@@ -52,7 +52,8 @@ TOKENS = "tokens"                    # the Outreach authorisation (plugin/oauth.
 LOCK = "lock"                        # the run lock (below)
 CLOCK = "clock"                      # a row touched to learn Workbooks' clock (server_now)
 OAUTH_STATE = "oauth_state"          # authorisations in progress (plugin/authorise.py)
-BUDGET = "outreach_budget"           # Outreach requests spent this hour (plugin/outreach.py)
+BUDGET = "outreach_budget"           # the Outreach budget tally before run_history held it (read only)
+RUN_HISTORY = "run_history"          # the last 24 h of runs and the budget tally (plugin/history.py)
 CAPABILITIES = "capabilities"        # what this database's Workbooks was proven to do
 
 
@@ -91,7 +92,7 @@ def run_keys(kinds: Iterable) -> list[str]:
     plugin.kinds.Kind entries; an unconfirmed-creates note exists only for kinds whose marker
     Outreach cannot filter on."""
     kinds = list(kinds)
-    keys = [INSTALL, TOKENS, LOCK, BUDGET, CAPABILITIES]
+    keys = [INSTALL, TOKENS, LOCK, RUN_HISTORY, BUDGET, CAPABILITIES]
     for kind in kinds:
         keys.append(watermark_key(kind.name))
         if not kind.marker_filterable:

@@ -79,10 +79,10 @@ class Sandbox:
                     os.environ[key] = value
         return Result(code, out.getvalue())
 
-    def install(self) -> Result:
+    def install(self, redirect_uri: str = REDIRECT_URI) -> Result:
         # The redirect URI registered with Outreach is recorded, as docs/installing.md advises.
         result = self._call(install.main, self.params(), "--client-id", CLIENT_ID, "--client-secret-file",
-                            str(self._secret_file()), "--redirect-uri", REDIRECT_URI)
+                            str(self._secret_file()), "--redirect-uri", redirect_uri)
         assert result.code == 0, result.output
         return result
 
@@ -119,6 +119,10 @@ class Sandbox:
             self.outreach.add_user(owner_email, "owner", "Olive", "Owner")
         self.install()
         self.authorise()
+        return self.load_columns()
+
+    def load_columns(self) -> "Sandbox":
+        """The plugin's custom-field columns, by title (after the installer made them)."""
         self.columns = {kind: self._columns(kind) for kind in ("person", "organisation")}
         return self
 

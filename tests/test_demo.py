@@ -240,6 +240,18 @@ def test_table_and_summaries_match_the_emulators_and_the_runner(demo):
         assert all(route.startswith("GET ") for route in echoes["outreach_by_route"]), echoes
 
 
+# --- the status page ----------------------------------------------------------------------------------------
+
+def test_the_status_page_is_served_by_the_workbooks_emulator_and_shows_what_needs_a_person(demo):
+    page = demo["report"]["steps"]["status_page"]
+    flagged = [p for p in people(demo).values() if p["sync_error"] or p["duplicate"]]
+    assert page["http_status"] == 200 and page["records"] == len(flagged) >= 2
+    assert f"{len(flagged)} records need a person: see Records that need a person below." in page["health"]
+    working = [c for c in demo["cycles"] if c["key"] not in ("idle", "steady")]
+    assert page["runs"] == len(working)                 # idle runs leave no entry
+    assert re.search(r"^     http://127\.0\.0\.1:\d+/wp/outreach_authorisation$", demo["out"], re.M)
+
+
 # --- --keep-running ----------------------------------------------------------------------------------------
 
 def test_keep_running_serves_until_ctrl_c_then_stops_cleanly(tmp_path):
@@ -262,6 +274,9 @@ def test_keep_running_serves_until_ctrl_c_then_stops_cleanly(tmp_path):
                               params={"api_key": key, "client": "api", "api_version": 1, "_select_columns[]": "key"})
         assert answer.ok and any(r["key"] == "outreach_sync.tokens" for r in answer.json()["data"])
         assert requests.get(f"{urls['Outreach']}/_emulator/health", timeout=10).json()["ok"]
+        status = re.search(r"^\s+(http://\S+/wp/outreach_authorisation)$", text, re.M)[1]
+        page = requests.get(status, timeout=60)             # the printed status page, as a browser opens it
+        assert page.status_code == 200 and "<h2>Records that need a person (" in page.text
         os.killpg(child.pid, signal.SIGINT)                 # what Ctrl-C in the terminal sends
         assert child.wait(timeout=30) == 0
     finally:

@@ -9,10 +9,13 @@ the "Outreach Send/Receive" runner as a subprocess with a params file and env TI
 several cycles with users' edits between them. Everything printed is read back from the scripts'
 own output or from the emulators (`/_emulator/…`), never assumed.
 
+At the end it opens the administrators' status page the way a browser does, from the Workbooks
+emulator's web-process route (`/wp/outreach_authorisation`, which runs the authorisation web
+process once per request as Workbooks would), and prints its health lines and URL.
 `--keep-running` leaves the emulators up (with demo credentials of the emulators printed, clearly
-marked) until Ctrl-C. `--report FILE` writes what happened and the final state as JSON (the demo
-test reads it). Exit code: 0 when every step did what it should, 1 otherwise, 130 on Ctrl-C
-before the end.
+marked) until Ctrl-C: open that URL in a browser. `--report FILE` writes what happened and the
+final state as JSON (the demo test reads it). Exit code: 0 when every step did what it should,
+1 otherwise, 130 on Ctrl-C before the end.
 """
 from __future__ import annotations
 
@@ -336,6 +339,11 @@ class Demo:
             "oauth_clients": "registered",                       # only our registered OAuth app
             "authorize_as_user": users[0],                       # who signs in at /oauth/authorize
         }, self.work).start()
+        # The plugin bundle this checkout is, as if uploaded: the Workbooks emulator serves its web
+        # process (the status page) under /wp/, with the parameters an administrator would set.
+        self.wb.control("POST", "web_processes", {"bundle": str(ROOT), "parameters": {
+            "outreach_api_url": f"{self.outreach.url}/api/v2", "outreach_oauth_url": f"{self.outreach.url}/oauth",
+            "outreach_web_url": OUTREACH_WEB_URL}})
         for emulator in (self.wb, self.outreach):
             command, *switches = " ".join(shlex.quote(p) for p in emulator.command[1:]).split(" --set ")
             self.out.line(f"   {emulator.api.capitalize():<10} {emulator.url:<24} python {command}")
@@ -692,11 +700,31 @@ class Demo:
         self.out.line("   Per record it writes back Outreach Id, Outreach URL, Outreach Last Synced, and the Outreach")
         self.out.line("   Sync Error / Outreach Duplicate flags with the Outreach Error Message; from Outreach it brings")
         self.out.line("   back opt-outs (No Email / No Call), the sequence state and the fields mapped `both`.")
+        for line in self.status_page(keep_running):
+            self.out.line(line)
         if not keep_running:
             self.out.line("   To explore both emulators with curl afterwards:  make demo ARGS=--keep-running")
             return
         for line in self._explore_lines():
             self.out.line(line)
+
+    def status_page(self, keep_running: bool) -> list[str]:
+        """The administrators' status page, fetched as a browser fetches it from Workbooks (the
+        emulator's web-process route runs scripts/outreach_authorise.py for the request)."""
+        url = f"{self.wb.url}{WEB_PROCESS_PATH}"
+        try:
+            answer = requests.get(url, timeout=120)
+        except requests.RequestException as exc:
+            raise DemoFailed(f"the status page did not answer ({type(exc).__name__})") from None
+        page = _status_summary(answer.text)
+        self.steps["status_page"] = {"http_status": answer.status_code, **page}
+        if answer.status_code != 200 or not page["health"]:
+            raise DemoFailed(f"the status page answered {answer.status_code} without its health section")
+        where = "open it in a browser" if keep_running else "while the emulators run: make demo ARGS=--keep-running"
+        return ([f"   The status page for administrators ({where}):", f"     {url}"]
+                + [f"     • {shorten(text, 110)}" for text in page["health"]]
+                + [f"     Records that need a person: {page['records']}; runs recorded in the last 24 hours: "
+                   f"{page['runs']}"])
 
     def _explore_lines(self) -> list[str]:
         wb, outreach = self.wb.url, self.outreach.url
@@ -806,6 +834,19 @@ def _page_summary(stdout: str) -> dict:
     rows = dict((text(k), text(v)) for k, v in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", body, re.S))
     lines += [f"{name}: {rows[name]}" for name in ("Authorised scopes", "Access token expires") if name in rows]
     return {"headline": text(headline[1]) if headline else text(body)[:80], "lines": lines}
+
+
+def _status_summary(html: str) -> dict:
+    """The status page's health sentences, records count and recorded runs, as text."""
+    def text(fragment: str) -> str:
+        return " ".join(unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+    health = re.search(r'<ul class="health">(.*?)</ul>', html, re.S)
+    records = re.search(r"Records that need a person \((\d[\d,]*)\)", html)
+    runs = re.search(r"Runs in the last 24 hours</th><td>(\d+) recorded", html)
+    return {"health": [text(item) for item in re.findall(r"<li[^>]*>(.*?)</li>", health.group(1), re.S)]
+            if health else [],
+            "records": int(records.group(1).replace(",", "")) if records else None,
+            "runs": int(runs.group(1)) if runs else 0}
 
 
 # --- entry point -----------------------------------------------------------------------------------------------

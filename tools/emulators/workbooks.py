@@ -11,6 +11,10 @@ Routes (the real API's shape):
   GET /metadata/types.api         record types with their fields, custom ones included (§10)
   /delay/<any route above>        the rate limit's delaying URL (§11): held rate_limit_redirect_delay
                                   seconds, then served as the route itself
+  GET|POST /wp/<web_identifier>   a web process (automation/web_actions) run once per request, the
+                                  way the Process Engine runs one (§2.4, §2.5; web_process.py says
+                                  which parts are the reference's and which are our reading), from
+                                  the bundle registered with POST /_emulator/web_processes
 Controllers: crm/people, crm/organisations, crm/person_queues, crm/organisation_queues,
 admin/users (switch `users_endpoint`; read-only), admin/custom_fields, automation/api_data,
 automation/scheduled_actions, automation/web_actions.
@@ -163,12 +167,16 @@ Choices where the reference is silent (each pinned by a test):
 Python API (tests, the demo and the benchmark; it follows the switches, except that it stands in
 for the Desktop UI where custom_field_data_types is concerned): `database`, `admin`, `add_user`, `add_queue`,
 `create_api_key`, `create_session`, `insert`, `edit`, `delete`, `records`, `record`,
-`add_custom_field`, `add_picklist`, `seed` (see its docstring for the seed-file keys, also used by
+`add_custom_field`, `add_picklist`, `serve_web_processes`, `seed` (see its docstring for the seed-file keys, also used by
 `python -m tools.emulators workbooks --seed FILE`). Kinds: people, organisations, person_queues,
 organisation_queues, users, custom_fields, api_data, scheduled_actions, web_actions (singulars,
 controller paths and class names are accepted too). Control routes (JSON): POST /_emulator/users,
 /queues, /api_keys, /sessions, /seed, /custom_fields; GET|POST /_emulator/records/<kind>;
-GET|PATCH|DELETE /_emulator/records/<kind>/<id>; GET /_emulator/database.
+GET|PATCH|DELETE /_emulator/records/<kind>/<id>; GET /_emulator/database;
+POST /_emulator/web_processes {"bundle": folder, "parameters": {...}, "timeout": s} (the plugin bundle
+the /wp/ route runs scripts from, and the script parameters an administrator would set; Python:
+`serve_web_processes`), GET /_emulator/web_processes (the bundle, the parameter names and the last
+runs' exit codes and stderr).
 """
 from __future__ import annotations
 
@@ -180,10 +188,12 @@ import secrets
 import urllib.parse
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from werkzeug.wrappers import Request, Response
 
+from . import web_process
 from .core import UTC, Emulator, json_response
 
 SESSION_COOKIE = "Workbooks-Session"
@@ -764,6 +774,8 @@ class WorkbooksEmulator(Emulator):
             for kind in ("person_queues", "organisation_queues")}
         admin = self.add_user("admin@example.com", "System Admin")
         self._admin_id = admin["id"]
+        self.web_host: web_process.Host | None = None      # where /wp/ finds scripts (serve_web_processes)
+        self.web_process_runs: list[dict] = []              # the last runs: path, exit code, stderr
 
     @property
     def database(self) -> dict:
@@ -1335,6 +1347,58 @@ class WorkbooksEmulator(Emulator):
         if ctx.session is not None:      # bindings re-read the cookie from every response (§2.2)
             response.set_cookie(SESSION_COOKIE, ctx.session["id"], path="/", httponly=True)
         return response
+
+    # --- HTTP: web processes (§2.4, §2.5; tools/emulators/web_process.py) -------------------------------------
+    def _handle(self, request: Request) -> Response:
+        if request.path.startswith(web_process.ROUTE):
+            return self._web_process(request)
+        return super()._handle(request)
+
+    def _web_process(self, request: Request) -> Response:
+        """One request to a web process: counted like any request, its invocation prepared under
+        the lock, and the script run outside it (it calls this emulator back over HTTP)."""
+        with self.lock:
+            self.counts[f"{request.method} {request.path}"] += 1
+            self.total_requests += 1
+            prepared = self._web_invocation(request)
+        if isinstance(prepared, Response):
+            return prepared
+        script, params, timeout = prepared
+        code, stdout, stderr = web_process.run(script, params, timeout=timeout, cwd=self.web_host.bundle)
+        with self.lock:
+            self.web_process_runs = (self.web_process_runs + [
+                {"path": request.path, "method": request.method, "exit_code": code, "stderr": stderr[-4000:]}])[-50:]
+        return web_process.response(stdout, code)
+
+    def _web_invocation(self, request: Request):
+        identifier = request.path[len(web_process.ROUTE):].strip("/")
+        action = next((r for r in self.kinds["web_actions"].rows.values()
+                       if not r.get("is_deleted") and r.get("web_identifier") == identifier), None)
+        if action is None:
+            return web_process.plain_page(404, "No web process has this address.")
+        if self.web_host is None:
+            return web_process.plain_page(503, "No plugin bundle is registered (POST /_emulator/web_processes).")
+        script = self.web_host.script(action.get("script_name") or "")
+        if script is None:
+            return web_process.plain_page(500, "The web process's script is not in the plugin bundle.")
+        users = self.kinds["users"].rows
+        run_as = users.get(action.get("authenticated_run_as")) or users[self._admin_id]
+        session = self._new_session(run_as, None, Params([("_application_name", "Process Engine")]))
+        params = {**self.web_host.parameters, **_parameters_of(action),
+                  "_workbooks_service": self.base_url, "_workbooks_protocol": self.base_url.split(":", 1)[0],
+                  "_workbooks_session_id": session["id"], "_workbooks_username": run_as["login_name"],
+                  "_workbooks_logical_database_id": session["logical_database_id"],
+                  "_workbooks_api_logging_key": secrets.token_hex(8),
+                  "_workbooks_client_name": "Workbooks Process Engine",
+                  **web_process.request_params(request)}
+        timeout = action.get("timeout_seconds") if self.config[UNVERIFIED] else None
+        return script, params, int(timeout or self.web_host.timeout)
+
+    def serve_web_processes(self, bundle, parameters: dict | None = None,
+                            timeout: int = web_process.DEFAULT_TIMEOUT) -> None:
+        """Serve the web processes of the plugin bundle in folder `bundle` under /wp/."""
+        with self.lock:
+            self.web_host = web_process.Host(Path(bundle), dict(parameters or {}), int(timeout))
 
     def _kind_for_controller(self, controller: str) -> Kind | None:
         users_path = self.config.get("users_endpoint")
@@ -2175,6 +2239,15 @@ class WorkbooksEmulator(Emulator):
                 return json_response(self.add_queue(**body), 201)
             if path == "api_keys" and method == "POST":
                 return json_response({"api_key": self.create_api_key(body.get("user_id"))}, 201)
+            if path == "web_processes" and method == "POST":
+                self.serve_web_processes(body["bundle"], body.get("parameters"),
+                                         body.get("timeout", web_process.DEFAULT_TIMEOUT))
+                return json_response({"ok": True}, 201)
+            if path == "web_processes" and method == "GET":
+                host = self.web_host
+                return json_response({"bundle": str(host.bundle) if host else None,
+                                      "parameters": sorted(host.parameters) if host else [],
+                                      "runs": self.web_process_runs})
             if path == "sessions" and method == "POST":
                 return json_response(self.create_session(body.get("user_id")), 201)
             if path == "seed" and method == "POST":
@@ -2203,6 +2276,16 @@ class WorkbooksEmulator(Emulator):
 
 
 # --- small helpers ------------------------------------------------------------------------------------------------
+
+def _parameters_of(action: dict) -> dict:
+    """A process record's `parameters` (a JSON object as text; switch unverified_attributes)."""
+    value = action.get("parameters")
+    try:
+        decoded = json.loads(value) if isinstance(value, str) and value.strip() else value
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
 
 def _is_email_column(col: Column) -> bool:
     return col.datatype == "string" and col.name.endswith(("[email]", "[alternate_email]"))
