@@ -328,6 +328,9 @@ def test_the_runner_records_working_and_failing_runs_but_not_idle_ones(sb):
     assert [r["kinds"] for r in stored["runs"]] == [{"person": {"created": 1}}]
     assert stored["runs"][0]["outreach"] >= 1 and stored["budget"]["used"] >= 1
     assert stored["hourly_budget"] == 8000 and stored["web_url"] == WEB_URL
+    sb.outreach.clock.advance(10)
+    assert sb.run().code == 0               # receive passes Outreach's echo of the create (a run that works)
+    stored = history(sb)
     version = [r for r in sb.wb.records("api_data") if r["key"] == HISTORY_KEY][0]["lock_version"]
     sb.reset_counts()
     assert sb.run().code == 0                                     # idle: nothing to do

@@ -96,8 +96,9 @@ class ReceiveWriter:
             fields[self.cols["error_message"]] = clip(p.error, limit)
             rows.append((p, RowWrite(int(p.row["id"]), p.row["lock_version"], fields, describe_row(self.kind, p.row))))
         if self.ctx.dry_run:
-            for p, _ in rows:
+            for p, row in rows:
                 p.ok = True
+                self.ctx.log.info(f"dry run: would {'flag' if p.flag else 'note on'} {row.label}: {p.error}")
             return
         result = self.writer.write(self.kind.endpoint, [row for _, row in rows])
         for p, row in rows:
