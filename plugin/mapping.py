@@ -47,6 +47,11 @@ MATCH_KEYS = {k.outreach_type: k.match_keys for k in in_reading_order()}
 
 SEND_DIRECTIONS = ("send", "both")
 RECEIVE_DIRECTIONS = ("receive", "both")
+# Outreach's opt-out attributes → the one value a mapping may send them; Workbooks' No Email /
+# No Call (workbooks-api.md §5.2), which only the receive half's opt-out rule writes.
+OPT_OUT_TARGETS = {"optedOut": True, "emailOptedOut": True, "callOptedOut": True,
+                   "emailsOptStatus": "opted_out", "callsOptStatus": "opted_out"}
+OPT_OUT_COLUMNS = frozenset({"no_email_soliciting", "no_phone_soliciting"})
 CONFLICT_RULES = ("workbooks_wins", "outreach_wins")
 #: Forward transforms whose effect the way back need not undo: the Outreach value can go into the
 #: Workbooks field as it is (text stays text, a number a number, true/false true/false). Any
@@ -650,6 +655,7 @@ class _FieldCompiler:
             if isinstance(raw.get("template"), str) else None
         steps = self._steps(raw.get("transforms", []), attr)
         self._direction(direction, origins)
+        self._opt_out_rules(direction, source, steps, attr)
         receive_steps = self._receive_steps(raw, direction, steps, attr)
         if len(origins) != 1 or attr is None or steps is None:
             return None
@@ -760,6 +766,35 @@ class _FieldCompiler:
             self.error(("direction",), f"a `{direction}` field needs a `source`: the receive side "
                        f"writes into it, and cannot write into a `{origins[0]}`",
                        "use `direction: send`, or take the value from a `source`")
+
+    def _opt_out_rules(self, direction: Any, source: tf.Ref | None, steps: list[tf.Step] | None,
+                       attr: catalogue.Attribute | None) -> None:
+        """An opt-out is a ratchet both ways (issue 13): the receive half ticks No Email / No Call
+        itself and never unticks them, and nothing from Workbooks may undo an opt-out made in
+        Outreach. So No Email / No Call never receive through a mapping, and a field sent to an
+        Outreach opt-out can only ever say "opted out"."""
+        if direction in RECEIVE_DIRECTIONS and (
+                (source is not None and source.column in OPT_OUT_COLUMNS) or (attr and attr.name in OPT_OUT_TARGETS)):
+            self.error(("direction",), "opt-outs come back from Outreach on their own: the plugin ticks No Email / "
+                       "No Call when a prospect opts out, and never unticks them, so this field cannot receive",
+                       "remove `direction` (it is `send`), and keep the opt-out transforms of the default mapping")
+            return
+        if direction not in SEND_DIRECTIONS or attr is None or attr.name not in OPT_OUT_TARGETS:
+            return
+        if "value" in self.raw:
+            only = self.raw.get("value") in (None, OPT_OUT_TARGETS[attr.name])
+        else:
+            last = (steps or [None])[-1]
+            only = last is not None and last.name == "value_map" and last.has_option("default") \
+                and last.option("default") is None \
+                and all(v is None or v == OPT_OUT_TARGETS[attr.name] for v in tf._value_map_outputs(last)) \
+                and all(type(v) is type(OPT_OUT_TARGETS[attr.name]) for v in (last.arg or {}).values())
+        if not only:
+            self.error(("transforms",) if "value" not in self.raw else ("value",),
+                       f"`{attr.name}` may only ever be set from Workbooks, never cleared: an opt-out made in "
+                       "Outreach must not be undone by a Workbooks record that does not say so",
+                       f"end the transforms with `- value_map: {{\"true\": {_yaml_text(OPT_OUT_TARGETS[attr.name])}}}` "
+                       "and `default: null`, as the default mapping does")
 
     def _receive_steps(self, raw: dict, direction: Any, steps: list[tf.Step] | None,
                        attr: catalogue.Attribute | None) -> tuple[tf.Step, ...] | None:

@@ -10,11 +10,14 @@ The field may be a 255-character `string` (Workbooks refused `text`: workbooks-a
 where the readable form (version 1, JSON, ~30 characters per attribute) does not fit a mapping of
 more than about eight attributes. `dump(limit)` then writes, in the first form that fits:
 
-* version 2, `2<w>;acc;own;emp;asg[;oid];<tokens>`: per attribute one token of `w` base64 characters
-  (8 down to 4, i.e. 48 to 24 bits) of a hash of (attribute name, value hash), sorted, names not
-  stored. An attribute is unchanged when its token is present. 30 attributes fit at w=6.
-* version 3, `3;acc;own;emp;asg[;oid];<digest>`: one digest of every (name, value hash) pair; any
-  change then re-sends every mapped attribute (one PATCH, as any change costs), nothing is lost.
+* version 2, `2<w>;acc;own;emp;asg;oid;wid;<tokens>`: per attribute one token of `w` base64
+  characters (8 down to 4, i.e. 48 to 24 bits) of a hash of (attribute name, value hash), sorted,
+  names not stored. An attribute is unchanged when its token is present. 30 attributes fit at w=6.
+* version 3, `3;acc;own;emp;asg;oid;wid;<digest>`: one digest of every (name, value hash) pair;
+  any change then re-sends every mapped attribute (one PATCH, as any change costs), nothing is
+  lost; the receive side works out which side changed what by trying the values each side holds
+  (`learn_base`).
+Snapshots written before the link ids existed lack `oid;wid` (six parts) and read as such.
 
 Both are sound: a token or digest only ever says "unchanged" for the value that was sent (a false
 "unchanged" needs a hash collision: 2^-24 per changed attribute at the narrowest), and what cannot
@@ -62,10 +65,11 @@ class Snapshot:
     owner: int | None = None
     employer: int | None = None
     assignee: int | None = None      # the Assigned To queue the owner was worked out from
-    # The Outreach record this snapshot was made for: a link this plugin made itself carries it
-    # (an Outreach Id typed in or copied from another record does not; see send/links.py).
-    # Snapshots written before it existed have none.
+    # The link this snapshot was made for, (Outreach record, Workbooks record): a link this plugin
+    # made itself carries both, so an Outreach Id typed in, or copied from another record with its
+    # snapshot, is told apart (sync/linked.py). Snapshots written before they existed have neither.
     outreach_id: int | None = None
+    record_id: int | None = None
     # Read from a compact form (version 2 / 3), not yet matched to attribute names:
     tokens: frozenset[str] | None = None
     width: int = 0
@@ -89,19 +93,20 @@ class Snapshot:
                 return cls()
             return cls(attributes=dict(data.get("a") or {}), account=data.get("acc"),
                        owner=data.get("own"), employer=data.get("emp"), assignee=data.get("asg"),
-                       outreach_id=data.get("oid"))
+                       outreach_id=data.get("oid"), record_id=data.get("wid"))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
     @classmethod
     def _parse_compact(cls, text: str) -> "Snapshot":
         parts = text.split(";")
-        if len(parts) not in (6, 7):
+        if len(parts) == 6:                                 # written before the link ids existed
+            parts[5:5] = ["", ""]
+        if len(parts) != 8:
             raise ValueError("not a compact snapshot")
-        oid = parts.pop(5) if len(parts) == 7 else ""          # written before `oid` existed: 6 parts
-        head, acc, own, emp, asg, body = parts
+        head, acc, own, emp, asg, oid, wid, body = parts
         ids = dict(account=_id_or_none(acc), owner=_id_or_none(own), employer=_id_or_none(emp),
-                   assignee=_id_or_none(asg), outreach_id=_id_or_none(oid))
+                   assignee=_id_or_none(asg), outreach_id=_id_or_none(oid), record_id=_id_or_none(wid))
         if head == "3" and len(body) == DIGEST_WIDTH:
             return cls(digest=body, **ids)
         width = int(head[1:]) if head[:1] == "2" and head[1:].isdigit() else 0
@@ -114,14 +119,15 @@ class Snapshot:
         the readable JSON form if it fits, else the compact forms described above."""
         data: dict[str, Any] = {"v": VERSION, "a": dict(sorted(self.attributes.items()))}
         for key, value in (("acc", self.account), ("own", self.owner), ("emp", self.employer),
-                           ("asg", self.assignee), ("oid", self.outreach_id)):
+                           ("asg", self.assignee), ("oid", self.outreach_id), ("wid", self.record_id)):
             if value is not None:
                 data[key] = value
         text = json.dumps(data, separators=(",", ":"))
         if limit is None or len(text) <= limit:
             return text
         ids = ";".join("" if v is None else str(v)
-                       for v in (self.account, self.owner, self.employer, self.assignee, self.outreach_id))
+                       for v in (self.account, self.owner, self.employer, self.assignee, self.outreach_id,
+                                 self.record_id))
         for width in TOKEN_WIDTHS:
             tokens = sorted({_token(name, hashed, width) for name, hashed in self.attributes.items()})
             text = f"2{width};{ids};" + "".join(tokens)
@@ -153,10 +159,36 @@ class Snapshot:
             changed[name] = value
         return changed
 
+    def learn_base(self, ours: dict[str, Any], theirs: dict[str, Any], most: int = 8) -> None:
+        """A digest (version 3) names no attribute, so it cannot say which side changed what. The
+        base was, attribute by attribute, what one side holds now (or neither, when both changed
+        it): each combination of the values the two sides hold where they differ is tried, and the
+        one that reproduces the digest is the base, known by name from then on. `ours`: what the
+        send half would send now; `theirs`: Outreach's values of the attributes the mapping
+        sends (one Workbooks left empty under skip_empty may have been in the base too). Past
+        `most` differences, or when nothing matches, the digest stays as it is."""
+        if self.digest is None:
+            return
+        hashed = {name: value_hash(value) for name, value in ours.items()}
+        theirs_hashed = {name: value_hash(value) for name, value in theirs.items()}
+        differing = sorted(n for n, h in theirs_hashed.items() if hashed.get(n) != h)
+        if len(differing) > most:
+            return
+        for mask in range(1 << len(differing)):
+            trial = dict(hashed)
+            for bit, name in enumerate(differing):
+                if mask >> bit & 1:
+                    trial[name] = theirs_hashed[name]
+            if _digest(trial) == self.digest:
+                self.attributes.update(trial)
+                self.digest = None
+                return
+
     @property
     def empty(self) -> bool:
         """No snapshot at all (never synced by this plugin, or unreadable)."""
-        return not self.attributes and self.tokens is None and self.digest is None and self.outreach_id is None
+        return not self.attributes and self.tokens is None and self.digest is None \
+            and self.outreach_id is None and self.record_id is None
 
     def agrees(self, name: str, value: Any) -> bool | None:
         """Whether `value` is the last agreed value of attribute `name` (what was last synced):
@@ -172,7 +204,8 @@ class Snapshot:
         return False
 
     def with_sent(self, attributes: dict[str, Any], *, account: Any = ..., owner: Any = ...,
-                  employer: Any = ..., assignee: Any = ..., outreach_id: Any = ...) -> "Snapshot":
+                  employer: Any = ..., assignee: Any = ..., outreach_id: Any = ...,
+                  record_id: Any = ...) -> "Snapshot":
         """What Outreach holds after sending `attributes`. Unmatched compact entries (tokens,
         digest) are dropped: they may stand for values just replaced."""
         merged = dict(self.attributes)
@@ -183,7 +216,8 @@ class Snapshot:
                         owner=self.owner if owner is ... else owner,
                         employer=self.employer if employer is ... else employer,
                         assignee=self.assignee if assignee is ... else assignee,
-                        outreach_id=self.outreach_id if outreach_id is ... else outreach_id)
+                        outreach_id=self.outreach_id if outreach_id is ... else outreach_id,
+                        record_id=self.record_id if record_id is ... else record_id)
 
     @classmethod
     def of_remote(cls, resource: dict, attribute_names) -> "Snapshot":

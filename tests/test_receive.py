@@ -329,8 +329,13 @@ def test_create_people_makes_a_person_and_its_organisation_once(sb, monkeypatch,
                                  relationships={"account": account["id"]})
     sb.person(email="known.to.workbooks@acme.example", sync=False)        # in Workbooks, never synced
     sb.outreach.rep_create("prospects", {"emails": ["Known.To.Workbooks@acme.example"], "firstName": "Known"})
+    before = sb.outreach.record("prospects", new["id"])
+    sb.reset_counts()
     result = sb.run()
     assert result.code == 0, result.output
+    # nothing sent back in the same run: the new records' snapshots hold the owner and the account
+    assert sb.send_requests("PATCH") == 0, [k for k in sb.outreach.counts_by_query if k.startswith("PATCH")]
+    assert sb.outreach.record("prospects", new["id"]).get("relationships") == before.get("relationships")
     made = [p for p in sb.wb.records("people") if p.get("main_location[email]") == "new.person@brand.example"]
     assert len(made) == 1
     person = made[0]
@@ -347,7 +352,7 @@ def test_create_people_makes_a_person_and_its_organisation_once(sb, monkeypatch,
     again = sb.run()
     assert again.code == 0, again.output
     assert len([p for p in sb.wb.records("people") if p.get("main_location[email]") == "new.person@brand.example"]) == 1
-    assert sb.send_requests("POST") == 0 and sb.send_requests("PATCH") == 0
+    assert sb.send_requests("POST") == 0 and sb.send_requests("PATCH") == 0 and sb.record_writes() == 0
 
 
 def test_create_people_never_twice_after_a_lost_answer(sb, monkeypatch, tmp_path):

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+ERROR_MESSAGE_LIMIT = 1000       # characters kept of an Error Message (Workbooks' field may hold fewer)
+# How a note of the receive half starts: it stays on the record until receive itself clears it
+# (a record whose send goes well clears any other message).
+RECEIVE_NOTE = "Outreach Sequence: "
+
+
 @dataclass
 class RowWrite:
     id: int

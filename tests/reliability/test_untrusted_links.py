@@ -98,9 +98,35 @@ def test_links_made_before_snapshots_named_their_outreach_record_are_trusted_wit
     assert sb.run().code == 0
     column = sb.col("person", "snapshot")
     snapshot = json.loads(sb.get("person", person)[column])
-    snapshot.pop("oid")                                  # as 0.1 wrote it
+    snapshot.pop("oid"), snapshot.pop("wid")             # as 0.1 wrote it
     sb.wb.edit("people", person, {column: json.dumps(snapshot, separators=(",", ":")),
                                   "person_job_title": "Director"})
     sb.reset_counts()
     assert sb.run().code == 0
     assert sb.send_requests("GET") == 0 and sb.send_requests("PATCH") == 1
+
+
+def test_a_copy_of_a_record_synced_before_snapshots_named_their_link_is_caught(sb):
+    """A pre-upgrade snapshot names no link: trusted only while no other record shares its
+    Outreach Id. Copied with it, both are read from Outreach: the marker says whose it is."""
+    owner = sb.person(email="old@acme.example", first="Olga")["id"]
+    assert sb.run().code == 0
+    column = sb.col("person", "snapshot")
+    snapshot = json.loads(sb.get("person", owner)[column])
+    snapshot.pop("oid"), snapshot.pop("wid")
+    legacy = json.dumps(snapshot, separators=(",", ":"))
+    sb.wb.edit("people", owner, {column: legacy})
+    prospect_id = int(sb.flags("person", owner)["outreach_id"])
+    later(sb)
+    copy = sb.person(email="copy@acme.example", first="Carl",
+                     **{sb.col("person", "outreach_id"): str(prospect_id), column: legacy})["id"]
+    sb.wb.edit("people", owner, {"person_job_title": "Director"})
+    result = sb.run()
+    assert result.code == 0, result.output
+    attrs = sb.outreach.record("prospects", prospect_id)["attributes"]
+    assert attrs["emails"] == ["old@acme.example"] and attrs["firstName"] == "Olga"
+    assert attrs["title"] == "Director"                       # the original is proved by its marker
+    flags = sb.flags("person", copy)
+    assert flags["sync_error"] and f"person {owner}" in flags["error_message"], flags
+    now = json.loads(sb.get("person", owner)[column])
+    assert (now["oid"], now["wid"]) == (prospect_id, owner)   # and names its link from now on

@@ -8,17 +8,16 @@ it is read again next run and decided again from what it holds then.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ...kinds import Kind
+from ...snapshot import Snapshot
 from ..context import RunContext
 from ..send.item import describe_row
 from ..send.plan import clip, outreach_int
-from ..writeback import RowWrite, WorkbooksWriter
+from ..writeback import ERROR_MESSAGE_LIMIT, RowWrite, WorkbooksWriter
 from .plan import RecordPlan
 
-ERROR_MESSAGE_LIMIT = 1000
 
 
 @dataclass
@@ -27,7 +26,6 @@ class Pending:
     row: dict
     plan: RecordPlan
     source: str                     # "Outreach prospect 12", for messages
-    extra: dict[str, Any] = field(default_factory=dict)   # fields written with it (error cleared…)
     error: str | None = None        # a problem found before writing: flag the record with it
     flag: bool = True               # an error sets Outreach Sync Error (False: the message only)
     ok: bool = False                # written (or nothing to write)
@@ -68,13 +66,12 @@ class ReceiveWriter:
         if p.plan.snapshot is not None:
             limits = self.ctx.settings.field_limits.get(self.kind.name) or {}
             fields[self.cols["snapshot"]] = p.plan.snapshot.dump(limits.get("snapshot"))
-        fields.update(p.extra)
         return RowWrite(int(p.row["id"]), p.row["lock_version"], fields, describe_row(self.kind, p.row))
 
     def _handed_over(self, p: Pending, outcome) -> None:
         """Our own version, which the send half need not read again when nothing is left for it."""
-        snapshot = p.plan.snapshot
-        unchanged_links = snapshot is None or (
+        snapshot = p.plan.snapshot or Snapshot.parse(p.row.get(self.cols["snapshot"]))
+        unchanged_links = (
             outreach_int(p.row.get("assigned_to")) == snapshot.assignee
             and (self.kind.parent is None
                  or outreach_int(p.row.get(self.kind.parent.link_column)) == snapshot.employer))
@@ -105,8 +102,16 @@ class ReceiveWriter:
             outcome = result[row.id]
             p.ok = outcome.ok
             p.stale = outcome.stale
-            if outcome.ok and outcome.clean and outcome.updated_at:
-                # Nothing for the send half in this version: flagged, or only the message added.
+            if not outcome.ok and not outcome.stale:
+                # Refused even this: trying every run would hold the feed's cursor here for good.
+                p.ok = True
+                self.ctx.log.error(f"{row.label}: what {p.source} holds could not be written ({p.error}), nor "
+                                   f"the error itself ({outcome.failure}); this change from Outreach is not "
+                                   "applied. Correct the record, in Outreach or in Workbooks")
+                continue
+            if outcome.ok and outcome.clean and outcome.updated_at and p.flag:
+                # Flagged: the send half leaves this version alone. A note alone (flag False) is
+                # not handed over, since the record may hold an edit the send half has yet to send.
                 self.ctx.own_versions.setdefault(self.kind.name, []).append(
                     (row.id, outcome.updated_at, outcome.lock_version))
             if outcome.ok and p.flag:

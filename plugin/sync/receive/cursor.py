@@ -7,7 +7,10 @@ or committed a little late, can carry a time just below what we have already rea
 starts an overlap window before the cursor, and the records already applied inside that window
 are remembered by (id, updatedAt): read again, they are skipped, so nothing is missed and
 nothing is applied twice. A record that could not be applied yet (a transient failure) holds
-the cursor at its own time: the watermark never passes a change that was not written.
+the cursor at its own time: the watermark never passes a change that was not written. Once a
+whole read found nothing new, the overlap has done its job (a run later, nothing is still to
+commit inside it): the cursor is *settled* and the next read starts at it, so a burst of more
+records than a page inside the window is not read again every minute.
 """
 from __future__ import annotations
 
@@ -37,23 +40,27 @@ def iso_ms(when: dt.datetime) -> str:
 class FeedCursor:
     at: str | None = None                          # the feed's high-water mark (updatedAt)
     seen: dict[str, str] = field(default_factory=dict)   # id → updatedAt applied, inside the overlap
+    settled: bool = False                          # read again from `at` itself, without the overlap
 
     @classmethod
     def from_state(cls, value) -> "FeedCursor":
         if not isinstance(value, dict) or not parse_time(value.get("at")):
             return cls()
         seen = {str(k): str(v) for k, v in (value.get("seen") or {}).items() if parse_time(v)}
-        return cls(at=value["at"], seen=seen)
+        return cls(at=value["at"], seen=seen, settled=value.get("settled") is True)
 
     def to_state(self) -> dict | None:
         if self.at is None:
             return None
-        return {"at": self.at, "seen": dict(sorted(self.seen.items()))}
+        state = {"at": self.at, "seen": dict(sorted(self.seen.items()))}
+        if self.settled:
+            state["settled"] = True
+        return state
 
     def since(self) -> str | None:
         """The lower bound of the next read: the cursor less the overlap (None: from the start)."""
         at = parse_time(self.at)
-        return iso_ms(at - OVERLAP) if at else None
+        return iso_ms(at if self.settled else at - OVERLAP) if at else None
 
     def applied(self, record_id, updated_at: str | None) -> bool:
         return self.seen.get(str(record_id)) == updated_at
@@ -66,6 +73,7 @@ class FeedTracker:
         self.start = start
         self._handled: dict[str, str] = {}
         self._pending: dict[str, str] = {}
+        self._settle = False
 
     def fresh(self, record: dict) -> bool:
         """Not applied by an earlier run, nor by this one."""
@@ -85,6 +93,10 @@ class FeedTracker:
         if when:
             self._pending[rid] = when
 
+    def settle(self) -> None:
+        """A whole read found nothing new: the next one need not look back over the overlap."""
+        self._settle = not self._pending
+
     @property
     def moved(self) -> bool:
         return bool(self._handled)
@@ -103,7 +115,9 @@ class FeedTracker:
         floor = at - OVERLAP
         seen = {rid: when for rid, when in {**self.start.seen, **self._handled}.items()
                 if (parse_time(when) or floor) >= floor and rid not in self._pending}
-        return FeedCursor(at=iso_ms(at), seen=seen)
+        # settled stays only while the mark stays: a later record brings the overlap back
+        settled = (self._settle or self.start.settled) and at == start
+        return FeedCursor(at=iso_ms(at), seen=seen, settled=settled)
 
 
 def _updated_at(record: dict) -> str | None:

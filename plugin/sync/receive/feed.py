@@ -1,8 +1,9 @@
 """One Outreach change feed read page by page from its cursor: the part every feed shares.
 
-The lock-free probe (`has_work`) reads the first page and keeps it; once the lock is held and the
-state read again, `run` uses that page when the cursor did not move meanwhile, so a run with work
-costs no extra request for having looked first. An idle minute costs one request per feed.
+The lock-free probe (`has_work`) reads the first page and keeps it (and the next ones while a
+page holds only records already applied); once the lock is held and the state read again, `run`
+uses those pages when the cursor did not move meanwhile, so a run with work costs no extra
+request for having looked first. An idle minute costs one request per feed.
 """
 from __future__ import annotations
 
@@ -38,42 +39,64 @@ class Feed:
             return False
         cursor = self.cursor()
         tracker = FeedTracker(cursor)
-        first = self._first_page(cursor)
-        return any(tracker.fresh(r) for r in first)
+        pages = self._probe_pages(cursor)
+        while True:
+            if any(tracker.fresh(r) for r in pages[-1]):
+                return True
+            if self._read_more() is None:
+                break
+        # Nothing new. More than a page of it (a burst of changes inside the cursor's overlap):
+        # a run settles the cursor past them, or every idle minute would read them all again.
+        return len(pages) > 1 and not cursor.settled
 
-    def _first_page(self, cursor: FeedCursor) -> list[dict]:
+    def _probe_pages(self, cursor: FeedCursor) -> list[list[dict]]:
+        """The pages read so far from `cursor` (the first one at least), kept for the run."""
         state = cursor.to_state()
         if self._probe is not None and self._probe[0] == state:
             return self._probe[1]
-        first: list[dict] = []
         self._pages = None
+        self._probe = (state, [[]])
         if self.ctx.outreach_stopped:
-            return first
+            return self._probe[1]
         try:
             with self.ctx.outreach_work():
                 self._pages = self.ctx.outreach.changed_since(self.plural, cursor.since(), fields=self.fields)
-                first = next(self._pages, [])
+                self._probe[1][0] = next(self._pages, [])
         except MissingScope as exc:
             self._missing(exc)
-        self._probe = (state, first)
-        return first
+            self._pages = None
+        return self._probe[1]
+
+    def _read_more(self) -> list[dict] | None:
+        """The next page of the probed read (kept with the others); None at its end."""
+        page: list[dict] | None = None
+        if self._pages is None or self._probe is None or self.ctx.outreach_stopped or self.ctx.time_is_up():
+            return None
+        try:
+            with self.ctx.outreach_work():
+                page = next(self._pages, None)
+        except MissingScope as exc:
+            self._missing(exc)
+        if not page:
+            self._pages = None
+            return None
+        self._probe[1].append(page)
+        return page
 
     def pages(self, cursor: FeedCursor) -> Iterator[list[dict]]:
-        """The feed's pages from `cursor`, the probe's first page reused."""
-        first = self._first_page(cursor)
-        pages, self._probe = self._pages, None
-        if first:
-            yield first
-        while pages is not None and not self.ctx.outreach_stopped and not self.ctx.time_is_up():
-            page: list[dict] | None = None
-            try:
-                with self.ctx.outreach_work():
-                    page = next(pages, None)
-            except MissingScope as exc:
-                self._missing(exc)
+        """The feed's pages from `cursor`, those the probe read first."""
+        probed = self._probe_pages(cursor)
+        n = 0
+        while True:
+            if n < len(probed):
+                page: list[dict] | None = probed[n]
+            else:
+                page = self._read_more()
+            n += 1
             if not page:
-                return
+                break
             yield page
+        self._probe = self._pages = None
 
     def _missing(self, exc: MissingScope) -> None:
         if self.unavailable is None:
@@ -84,14 +107,23 @@ class Feed:
         if not self.ready or self.ctx.outreach_stopped:
             return
         tracker = FeedTracker(self.cursor())
+        anything_new, whole, read = False, True, 0
         try:
             for page in self.pages(tracker.start):
+                read += 1
                 for record in page:
                     if not tracker.fresh(record):
                         tracker.handled(record)     # applied already: still moves the cursor on
-                self.apply([r for r in page if r.get("id") is not None and tracker.fresh(r)], tracker)
+                fresh = [r for r in page if r.get("id") is not None and tracker.fresh(r)]
+                anything_new = anything_new or bool(fresh)
+                self.apply(fresh, tracker)
                 if self.ctx.time_is_up():
+                    whole = False
                     break
+            # (a single page of them costs nothing to read again: no state write for it)
+            if whole and read > 1 and not anything_new and not self.ctx.outreach_stopped \
+                    and self.unavailable is None:
+                tracker.settle()
         finally:
             if not self.ctx.dry_run and tracker.moved:
                 new = tracker.result()

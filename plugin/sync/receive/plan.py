@@ -6,11 +6,17 @@ Three-way, against the snapshot (the values both sides last agreed on, plugin/sn
   * a `both` field takes it only when Outreach changed since the snapshot; if Workbooks changed
     too, the field's `conflict` rule decides (workbooks_wins: leave it, the send half PATCHes
     Workbooks' value; outreach_wins: take it); changed on neither side, nothing is written.
+  * a `both` field with `skip_empty` that Workbooks holds empty takes Outreach's value: empty
+    means "no value" there both ways (it never clears Outreach either);
   * Opt-outs are a ratchet: an Outreach opt-out sets No Email / No Call; nothing here ever
     clears one.
-After a write the snapshot says what the send half would now send for every attribute whose
-value the write moved, and agrees with Outreach wherever both sides hold the same value, so our
-write to Workbooks never causes a write back to Outreach (no echo).
+A compact snapshot that keeps one digest for all attributes is first resolved into the values
+each side held (Snapshot.learn_base); where it cannot be, Workbooks wins and the send half sends.
+After a write the snapshot takes, for each attribute received, what the send half would now send
+(so our write to Workbooks never causes a write back to Outreach: no echo), and Outreach's value
+wherever both sides hold the same. Any other attribute the write moved (one derived from a
+received field, such as a send-only `domain` from a received website, or `emailOptedOut` from a
+No Email ticked by Outreach's general opt-out) stays unagreed, so the send half sends it.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Any
 from ... import transforms as tf
 from ...snapshot import Snapshot
 from ...workbooks import parse_datetime
+from .cursor import parse_time
 from ..send.plan import flag_value
 
 OPTED_OUT = "opted_out"
@@ -39,6 +46,7 @@ class Change:
     old: Any
     new: Any
     mapped: bool = True  # a mapped field (False: an opt-out or a sequence-state field)
+    target: str | None = None   # the Outreach attribute a mapped field was received from
 
 
 @dataclass
@@ -98,6 +106,8 @@ def plan_record(mapping, row: dict, remote: dict, snapshot: Snapshot, *, now: dt
     receives only its opt-outs (flagged, or sharing the address of an opted-out prospect)."""
     plan = RecordPlan()
     forward, failed = mapping.map_partial(row)
+    snapshot.learn_base(forward, {spec.target: remote[spec.target] for spec in mapping.mapping.fields
+                                  if spec.sends and spec.target in remote})
     # Which attributes Workbooks changed since the snapshot (this also teaches a compact
     # snapshot which of its tokens stand for which attribute).
     workbooks_changed = set(snapshot.changed_attributes(forward)) | {f[1] for f in failed}
@@ -111,10 +121,9 @@ def plan_record(mapping, row: dict, remote: dict, snapshot: Snapshot, *, now: dt
     if plan.empty:
         return plan
     after, after_failed = mapping.map_partial({**row, **plan.fields})
-    # The new base: what send would now send, for each attribute this write moved; Outreach's
-    # value, where both sides now hold the same.
+    received = {c.target for c in plan.mapped_changes}
     agreed = {name: value for name, value in after.items()
-              if forward.get(name) != value or remote.get(name) == value}
+              if remote.get(name) == value or (name in received and forward.get(name) != value)}
     new = snapshot.with_sent(agreed) if agreed else snapshot
     plan.snapshot = new if agreed else None
     plan.send_pending = bool(after_failed) or bool(new.changed_attributes(after))
@@ -138,12 +147,13 @@ def _plan_field(plan: RecordPlan, mapping, spec, row: dict, remote: dict, snapsh
     current = row.get(column)
     if same_value(current, new):
         return
-    if spec.direction == "both":
+    # skip_empty: an empty Workbooks value is no value, never sent; Outreach's fills it
+    if spec.direction == "both" and not (spec.skip_empty and tf.is_empty(current)):
         if snapshot.agrees(spec.target, value) is True:
             return                              # Outreach still holds the agreed value: Workbooks changed
         if spec.target in workbooks_changed and spec.conflict != "outreach_wins":
             return                              # changed on both sides: Workbooks wins, send PATCHes it
-    plan.changes.append(Change(column, label, current, new))
+    plan.changes.append(Change(column, label, current, new, target=spec.target))
 
 
 def opted_out(remote: dict, channel: str) -> bool:
@@ -171,7 +181,7 @@ def _plan_opt_outs(plan: RecordPlan, row: dict, remote: dict, now: dt.datetime, 
         when = when or opted_out_at(remote, channel)
     if not plan.opt_outs:
         return
-    stamp = format_time(_when(when) or now) if format_time else (when or now.isoformat())
+    stamp = format_time(parse_time(when) or now) if format_time else (when or now.isoformat())
     if cols.opted_out_at and tf.is_empty(row.get(cols.opted_out_at)):
         plan.changes.append(Change(cols.opted_out_at, "Opted Out At", None, stamp, mapped=False))
     if "No Email" in plan.opt_outs and cols.sequence_state \
@@ -183,22 +193,12 @@ def _plan_opt_outs(plan: RecordPlan, row: dict, remote: dict, now: dt.datetime, 
                                        row.get(cols.state_updated_at), stamp, mapped=False))
 
 
-def _when(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
-
 # --- sequence states -----------------------------------------------------------------------------------
 def state_rank(state: dict) -> tuple:
     """Which of a prospect's sequence states the Person shows: a non-finished one before a finished
     one, then the most recently changed (its `updatedAt`), then the highest id."""
     attrs = state.get("attributes") or {}
-    return (attrs.get("state") in NOT_FINISHED, _when(attrs.get("updatedAt")) or dt.datetime.min.replace(
+    return (attrs.get("state") in NOT_FINISHED, parse_time(attrs.get("updatedAt")) or dt.datetime.min.replace(
         tzinfo=dt.timezone.utc), int(state.get("id") or 0))
 
 
@@ -210,7 +210,7 @@ def plan_sequence_state(row: dict, state: dict, sequence_name: str, cols: dict[s
         return []
     attrs = state.get("attributes") or {}
     label = STATE_LABELS.get(attrs.get("state"), str(attrs.get("state") or "").title())
-    changed = _when(attrs.get("stateChangedAt")) or _when(attrs.get("updatedAt"))
+    changed = parse_time(attrs.get("stateChangedAt")) or parse_time(attrs.get("updatedAt"))
     wanted = [(cols["sequence_state"], "Sequence State", label),
               (cols.get("sequence_name"), "Sequence", sequence_name),
               (cols.get("state_updated_at"), "State Updated At", format_time(changed) if changed else None)]

@@ -4,32 +4,36 @@ mapped `receive`/`both` fields, and a prospect's opt-outs.
 Only linked, eligible records receive their fields (workbooks-outreach-plugin-kb.md §2.11): Sync
 to Outreach ticked, neither Outreach Sync Error nor Outreach Duplicate. An opt-out is never held
 back by a flag: it reaches every Person linked to the prospect, and every Person with Sync to
-Outreach ticked whose email address is one of the prospect's, flagged or not. An Outreach record
-no Workbooks record is linked to is left alone (unless the mapping asks for People to be created,
-see create.py).
+Outreach ticked whose email address is one of the prospect's, flagged or not. A link the plugin
+did not make (an Outreach Id typed in, or copied with its snapshot: sync/linked.py) receives
+nothing by it until the send half has proved it. An Outreach record no Workbooks record is
+linked to is left alone (unless the mapping asks for People to be created, see create.py).
 """
 from __future__ import annotations
 
 from ... import catalogue
 from ...emails import normalise
-from ...kinds import Kind
+from ...kinds import Kind, children_of
 from ...snapshot import Snapshot
+from ...state import watermark_key
 from ...workbooks import format_datetime as format_wb
 from ..context import RunContext
+from ..linked import EMAIL_COLUMN, eligible, linked_rows, rows_by_email, trusted_rows
 from ..send.item import describe_row
 from ..send.plan import flag_value
 from ..send.read import record_columns
-from .apply import Pending, ReceiveWriter
-from .cursor import FeedTracker
+from ..send.relations import note_recheck
 from ..send.watermark import Watermark
-from ...state import watermark_key
+from .apply import Pending, ReceiveWriter
 from .create import PeopleFromProspects
+from .cursor import FeedTracker
 from .feed import Feed
-from ..linked import EMAIL_COLUMN, ID_CHUNK, eligible, linked_rows
 from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
 
 OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",
                       "optedOutAt", "emailsOptedAt", "callsOptedAt")
+
+
 class RecordFeed(Feed):
     def __init__(self, ctx: RunContext, kind: Kind) -> None:
         super().__init__(ctx, kind.outreach_plural)
@@ -44,7 +48,7 @@ class RecordFeed(Feed):
             targets |= set(OPT_OUT_ATTRIBUTES)
         known = set(catalogue.names(kind.outreach_type))
         self.creator = PeopleFromProspects(ctx, kind) if ctx.settings.create_people and self.opt_outs else None
-        relationships = {kind.parent.outreach_relationship} if self.creator and kind.parent else set()
+        relationships = {kind.parent.outreach_relationship, "owner"} if self.creator and kind.parent else set()
         self.fields = sorted((targets & known) | {"updatedAt"} | relationships)
         self.columns = record_columns(ctx, kind)
         if self.opt_outs:
@@ -62,7 +66,10 @@ class RecordFeed(Feed):
         this feed would bring back to it (the same decision `apply` would take)."""
         if snapshot is None:
             return False
-        plan = plan_record(self.mapping, row, resource.get("attributes") or {}, snapshot, now=self.ctx.clock(),
+        remote = resource.get("attributes") or {}
+        if self.opt_outs and (opted_out(remote, "email") or opted_out(remote, "call")):
+            return False                        # other People with its email address may need it
+        plan = plan_record(self.mapping, row, remote, snapshot, now=self.ctx.clock(),
                            opt_out_columns=self.opt_out_columns if self.opt_outs else None, format_time=format_wb)
         return plan.empty and not plan.problems
 
@@ -77,25 +84,37 @@ class RecordFeed(Feed):
         records = [r for r in records if echoes.get(str(r["id"])) != (r.get("attributes") or {}).get("updatedAt")]
         if not records:
             return
-        rows = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)
+        found = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)
+        # A link the plugin did not make receives nothing by it (send/links.py sorts it out first).
+        rows = trusted_rows(found, self.cols["snapshot"])
         work: dict[str, list[Pending]] = {}       # Outreach id → the writes it needs
         for record in records:
             work[str(record["id"])] = self._plan(record, rows.get(int(record["id"]), []))
-        unlinked = [r for r in records if not rows.get(int(r["id"]))]
+        unlinked = [r for r in records if not found.get(int(r["id"]))]
         created = self.creator.create(unlinked) if self.creator and unlinked else {str(r["id"]) for r in unlinked}
         if self.opt_outs:
             self._opt_outs_by_email(records, rows, work)
         everything = [p for pending in work.values() for p in pending]
         self.writer.write(everything)
+        self._recheck_children(everything)
         for record in records:
             pending = work[str(record["id"])]
-            linked = bool(rows.get(int(record["id"])))
+            linked = bool(found.get(int(record["id"])))
             if all(p.ok for p in pending) and (linked or str(record["id"]) in created):
                 tracker.handled(record)
             else:
                 tracker.pending(record)
         for p in everything:
             self._account_for(p)
+
+    def _recheck_children(self, written: list[Pending]) -> None:
+        """A received value the children's mapping copies (an Organisation's name → its People's
+        `company`): the children are looked at again, though their own records did not change."""
+        copied = {name for child in children_of(self.kind) for name in child.parent.copied_attributes}
+        ids = {int(p.row["id"]) for p in written
+               if p.ok and p.error is None and any(c.target in copied for c in p.plan.mapped_changes)}
+        if ids and not self.ctx.dry_run:
+            note_recheck(self.ctx, self.kind, ids)
 
     def _plan(self, record: dict, rows: list[dict]) -> list[Pending]:
         remote = record.get("attributes") or {}
@@ -111,8 +130,10 @@ class RecordFeed(Feed):
             gets_opt_outs = self.opt_outs and flag_value(row.get(self.cols["sync"]))
             if not takes and not gets_opt_outs:
                 continue
-            plan = plan_record(self.mapping, row, remote, Snapshot.parse(row.get(self.cols["snapshot"])),
-                               now=self.ctx.clock(), take_fields=takes,
+            snapshot = Snapshot.parse(row.get(self.cols["snapshot"]))
+            # trusted: a snapshot from before the link ids gains them with this write
+            snapshot.outreach_id, snapshot.record_id = int(record["id"]), int(row["id"])
+            plan = plan_record(self.mapping, row, remote, snapshot, now=self.ctx.clock(), take_fields=takes,
                                opt_out_columns=self.opt_out_columns if gets_opt_outs else None,
                                format_time=format_wb)
             pending.append(self._pending(row, plan, source))
@@ -137,25 +158,20 @@ class RecordFeed(Feed):
             return
         known = {int(r["id"]) for found in rows.values() for r in found}
         cols = self.cols
-        emails = sorted(by_email)
-        for n in range(0, len(emails), ID_CHUNK):
-            filters = [(EMAIL_COLUMN, "eq", emails[n:n + ID_CHUNK]), (cols["sync"], "true", "")]
-            for page in self.ctx.wb.iter_pages(self.kind.endpoint, filters=filters, columns=self.columns):
-                for row in page:
-                    if int(row["id"]) in known:
-                        continue
-                    record = by_email.get(normalise(str(row.get(EMAIL_COLUMN) or "")))
-                    if record is None:
-                        continue
-                    known.add(int(row["id"]))
-                    plan = plan_record(self.mapping, row, record.get("attributes") or {},
-                                       Snapshot.parse(row.get(cols["snapshot"])), now=self.ctx.clock(),
-                                       take_fields=False, opt_out_columns=self.opt_out_columns,
-                                       format_time=format_wb)
-                    plan.snapshot = None        # not linked to this prospect: its snapshot is its own
-                    if not plan.empty:
-                        work[str(record["id"])].append(self._pending(
-                            row, plan, f"Outreach prospect {record['id']} (the same email address)"))
+        for row in rows_by_email(self.ctx, self.kind, by_email, self.columns, [(cols["sync"], "true", "")]):
+            if int(row["id"]) in known:
+                continue
+            record = by_email.get(normalise(str(row.get(EMAIL_COLUMN) or "")))
+            if record is None:
+                continue
+            known.add(int(row["id"]))
+            plan = plan_record(self.mapping, row, record.get("attributes") or {},
+                               Snapshot.parse(row.get(cols["snapshot"])), now=self.ctx.clock(),
+                               take_fields=False, opt_out_columns=self.opt_out_columns, format_time=format_wb)
+            plan.snapshot = None                # not linked to this prospect: its snapshot is its own
+            if not plan.empty:
+                work[str(record["id"])].append(self._pending(
+                    row, plan, f"Outreach prospect {record['id']} (the same email address)"))
 
     def _account_for(self, p: Pending) -> None:
         counts = self.ctx.report.received

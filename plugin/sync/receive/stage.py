@@ -22,8 +22,9 @@ from .records import RecordFeed
 from .states import SequenceNames, SequenceStateFeed
 
 
-# Echoes kept for receive at most (the newest): a backlog's first hour notes a few thousand.
-ECHOES_KEPT = 20_000
+# Echoes kept for receive at most (the newest). Receive passes a run's echoes in the next run, so
+# one run's writes are what is kept (a few hundred at the hourly budget); a lost one costs a read.
+ECHOES_KEPT = 2_000
 
 
 class ReceiveStage:

@@ -21,11 +21,12 @@ from ...state import SEQUENCE_NAMES, SEQUENCE_STATES_FEED
 from ...workbooks import format_datetime as format_wb
 from ..context import RunContext
 from ..send.item import describe_row
+from ..writeback import RECEIVE_NOTE
 from .apply import Pending, ReceiveWriter
 from .cursor import FeedTracker
 from .feed import Feed
-from .plan import NOT_FINISHED, RecordPlan, plan_sequence_state, state_rank
-from ..linked import eligible, linked_rows
+from .plan import NOT_FINISHED, Change, RecordPlan, plan_sequence_state, state_rank
+from ..linked import eligible, linked_rows, trusted_rows
 
 NAME_TTL_SECONDS = 86400
 STATE_FIELDS = ["state", "stateChangedAt", "updatedAt", "prospect", "sequence"]
@@ -87,9 +88,10 @@ class SequenceStateFeed(Feed):
         self.names = names
         self.cols = ctx.columns[kind.name]
         self.writer = ReceiveWriter(ctx, kind)
+        ours = ("sync", "sync_error", "duplicate", "outreach_id", "error_message", "snapshot")
+        states = ("sequence_state", "sequence_name", "state_updated_at")
         self.columns = ["id", "lock_version", "updated_at", "object_ref", "name", "no_email_soliciting",
-                        *(self.cols[k] for k in ("sync", "sync_error", "duplicate", "outreach_id", "error_message")),
-                        *(self.cols[k] for k in ("sequence_state", "sequence_name", "state_updated_at") if k in self.cols)]
+                        *(self.cols[k] for k in ours), *(self.cols[k] for k in states if k in self.cols)]
 
     @property
     def ready(self) -> bool:
@@ -117,7 +119,7 @@ class SequenceStateFeed(Feed):
             return
         except _Stopped:
             return
-        rows = linked_rows(self.ctx, self.kind, by_prospect, self.columns)
+        rows = trusted_rows(linked_rows(self.ctx, self.kind, by_prospect, self.columns), self.cols["snapshot"])
         work: dict[int, list[Pending]] = {}
         for prospect, state in best.items():
             work[prospect] = [self._plan(row, state, names.get(related_id(state, "sequence")))
@@ -154,13 +156,16 @@ class SequenceStateFeed(Feed):
         source = f"Outreach sequence state {state.get('id')}"
         if name is None:
             p = Pending(row=row, plan=RecordPlan(), source=source, flag=False)
-            message = (f"Outreach Sequence: the sequence {related_id(state, 'sequence')} of {source} no longer "
+            message = (f"{RECEIVE_NOTE}the sequence {related_id(state, 'sequence')} of {source} no longer "
                        "exists in Outreach, so its state is not shown")
             if row.get(self.cols["error_message"]) != message:      # said once, not on every change
                 p.error = message
             return p
         changes = plan_sequence_state(row, state, name, self.cols, no_email_column="no_email_soliciting",
                                       format_time=format_wb)
+        note = str(row.get(self.cols["error_message"]) or "")
+        if note.startswith(RECEIVE_NOTE):       # a live sequence shows again: the note has done its job
+            changes.append(Change(self.cols["error_message"], "Error Message", note, None, mapped=False))
         return Pending(row=row, plan=RecordPlan(changes=changes, send_pending=True), source=source)
 
     def _account_for(self, p: Pending) -> None:
@@ -168,6 +173,8 @@ class SequenceStateFeed(Feed):
             if p.ok and p.error is not None:
                 self.ctx.report.received.errors += 1
             return
+        if all(c.column == self.cols["error_message"] for c in p.plan.changes):
+            return                              # only our old note cleared
         self.ctx.report.received.sequence_states += 1
         what = "dry run: would show" if self.ctx.dry_run else "shows"
         label = next((c.new for c in p.plan.changes if c.label == "Sequence State"), None)

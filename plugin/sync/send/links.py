@@ -3,8 +3,8 @@
 An Outreach Id typed into a record, brought in by a CSV import or a copied database is not
 proof that the Outreach record belongs to this Workbooks record: PATCHed as it is, a new Person
 carrying another Person's Outreach Id would rewrite that Prospect. So before the first write to
-a link that has no snapshot made for that very Outreach record (Snapshot.outreach_id: every
-snapshot this plugin writes names it), the Outreach record is read (batched) and:
+a link that has no snapshot made for that very pair of records (every snapshot this plugin
+writes names both: sync/linked.py `made_here`), the Outreach record is read (batched) and:
   * its marker (`externalId` / `customId`) is this record's → ours (a lost snapshot): linked;
   * no marker, and it holds this record's match key (the same email; the same name, domain) →
     adoptable: linked, and the first PATCH stamps our marker on it;
@@ -12,8 +12,11 @@ snapshot this plugin writes names it), the Outreach record is read (batched) and
     that the match key differs), and nothing is written to it;
   * and whatever its marker, another Workbooks record linked to the same Outreach record →
     Outreach Sync Error: two Workbooks records never share one Outreach record.
-Snapshots written before `outreach_id` existed are trusted as they are: checking every linked
-record of an installation once after an upgrade would cost a read per 50 records of it.
+A snapshot names the pair of records it was made for (`outreach_id`, `record_id`), so a record
+copied whole, snapshot and all, is caught too. Snapshots written before they existed are trusted
+while no other Workbooks record holds the same Outreach Id (one read of Workbooks per page of
+such records; reading every one from Outreach after an upgrade would cost a read per 50 records),
+and gain the pair with their next write.
 
 A marker is only an attribute any Outreach user can edit (docs/installing.md, Security notes):
 adopting a marked record whose match key disagrees is never done silently (resolve.py).
@@ -25,7 +28,7 @@ import re
 from ...emails import normalise
 from ...snapshot import Snapshot
 from ..context import RunContext
-from ..linked import linked_rows
+from ..linked import linked_rows, made_here, trusted
 from .item import Item
 
 _MARKER = re.compile(r"^workbooks:[^:]*:(?P<kind>[a-z_]+):(?P<id>\d+)$")
@@ -57,15 +60,13 @@ class LinkCheck:
         self.mapping = ctx.mappings[kind.name]
         self.cols = ctx.columns[kind.name]
 
-    @staticmethod
-    def trusted(item: Item) -> bool:
-        snapshot = item.snapshot
-        if snapshot.empty:
-            return False
-        return snapshot.outreach_id is None or snapshot.outreach_id == item.outreach_id
-
     def check(self, items: list[Item]) -> None:
-        doubtful = [i for i in items if i.linked and i.outcome is None and not self.trusted(i)]
+        unproven = [i for i in items if i.linked and i.outcome is None
+                    and not made_here(i.snapshot, i.outreach_id, i.id)]
+        if not unproven:
+            return
+        shared = self._shared(unproven)
+        doubtful = [i for i in unproven if not trusted(i.snapshot, i.outreach_id, i.id, shared=bool(shared[i.id]))]
         if not doubtful:
             return
         if self.ctx.outreach_stopped:
@@ -79,7 +80,6 @@ class LinkCheck:
                 self.kind.outreach_plural, [i.outreach_id for i in doubtful])}
         if self.ctx.outreach_stopped:
             return
-        shared = self._shared(doubtful)
         for item in doubtful:
             self._judge(item, remote.get(item.outreach_id), shared.get(item.id, []))
 

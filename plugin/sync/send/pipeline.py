@@ -17,7 +17,7 @@ from ...snapshot import Snapshot
 from ...state import unconfirmed_key, watermark_key
 from ...workbooks import format_datetime as format_wb_datetime
 from ..context import RunContext
-from ..writeback import RowWrite, WorkbooksWriter
+from ..writeback import ERROR_MESSAGE_LIMIT, RECEIVE_NOTE, RowWrite, WorkbooksWriter
 from . import plan
 from .item import Item, Outcome
 from .links import LinkCheck
@@ -28,7 +28,6 @@ from .resolve import resolver_for
 from .unconfirmed import UnconfirmedCreates
 from .watermark import Watermark, WatermarkTracker
 
-ERROR_MESSAGE_LIMIT = 1000
 # Outreach requests one run's receive half needs when little changed (a poll per feed and a
 # look-up); kept for every run still to come in the budget's hour.
 RECEIVE_REQUESTS_PER_RUN = 4
@@ -247,7 +246,8 @@ class SendPipeline:
         cols = self.cols
         limits = self.ctx.settings.field_limits.get(self.kind.name) or {}
         message_limit = min(ERROR_MESSAGE_LIMIT, limits.get("error_message", ERROR_MESSAGE_LIMIT))
-        had_message = bool(item.row.get(cols["error_message"]))
+        message = str(item.row.get(cols["error_message"]) or "")
+        had_message = bool(message) and not message.startswith(RECEIVE_NOTE)
         fields: dict[str, Any] = {}
         outcome = item.outcome
         if outcome in (Outcome.CREATED, Outcome.ADOPTED, Outcome.UPDATED):

@@ -85,8 +85,8 @@ class Pusher:
         item.outcome = Outcome.CREATED
         item.attributes_sent = sorted(item.mapped)
         item.new_snapshot = Snapshot().with_sent(item.mapped, account=relationships.get(self.parent_relationship),
-                                                 owner=item.owner, employer=item.employer_id,
-                                                 assignee=item.assignee, outreach_id=item.outreach_id)
+                                                 owner=item.owner, employer=item.employer_id, assignee=item.assignee,
+                                                 outreach_id=item.outreach_id, record_id=item.id)
         self._note_echo(item, resource)
         if key:
             self._created[key] = item.outreach_id
@@ -100,7 +100,7 @@ class Pusher:
         if decision.empty:
             item.outcome = Outcome.ADOPTED if item.adopted else Outcome.UNCHANGED
             item.new_snapshot = (item.snapshot.with_sent({}, employer=item.employer_id, assignee=item.assignee,
-                                                         outreach_id=item.outreach_id)
+                                                         outreach_id=item.outreach_id, record_id=item.id)
                                  if item.adopted or item.verified else None)
             return
         if self.ctx.dry_run:
@@ -127,7 +127,7 @@ class Pusher:
             decision.attributes,
             account=decision.relationships.get(self.parent_relationship, item.snapshot.account),
             owner=decision.relationships.get("owner", item.snapshot.owner),
-            employer=item.employer_id, assignee=item.assignee, outreach_id=item.outreach_id)
+            employer=item.employer_id, assignee=item.assignee, outreach_id=item.outreach_id, record_id=item.id)
         if resource:
             self._note_echo(item, resource)
 

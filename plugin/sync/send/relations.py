@@ -34,6 +34,17 @@ from .watermark import Watermark
 _CACHE_LIMIT = 50_000
 
 
+def note_recheck(ctx: RunContext, parent: Kind, ids: Iterable[int]) -> None:
+    """Note parents whose children the child pass must look at again (the parent watermark's
+    `recheck`): by the parent pass, and by the receive half when it writes a copied attribute
+    (a rep renamed the account of an Organisation whose name is `both`)."""
+    key = watermark_key(parent.name)
+    stored = Watermark.from_state(ctx.state.get(key))
+    merged = sorted(set(stored.recheck) | set(ids))
+    if merged != stored.recheck:
+        ctx.state.put(key, replace(stored, recheck=merged).to_state())
+
+
 class ParentLinks:
     def __init__(self, ctx: RunContext, child: Kind) -> None:
         assert child.parent is not None
@@ -67,11 +78,7 @@ class ParentLinks:
         if not noted or self.ctx.dry_run:
             return
         self.noted |= noted
-        key = watermark_key(self.parent.name)
-        stored = Watermark.from_state(self.ctx.state.get(key))
-        merged = sorted(set(stored.recheck) | noted)
-        if merged != stored.recheck:
-            self.ctx.state.put(key, replace(stored, recheck=merged).to_state())
+        note_recheck(self.ctx, self.parent, noted)
 
     def _children_scanned_before(self) -> bool:
         return Watermark.from_state(self.ctx.state.get(watermark_key(self.child.name))).at is not None
