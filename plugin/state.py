@@ -89,14 +89,11 @@ def receive_keys(kinds: Iterable) -> list[str]:
 
 def run_keys(kinds: Iterable) -> list[str]:
     """Every key a run of the sync reads, for the one prefetch at its start. `kinds` are
-    plugin.kinds.Kind entries; an unconfirmed-creates note exists only for kinds whose marker
-    Outreach cannot filter on."""
+    plugin.kinds.Kind entries."""
     kinds = list(kinds)
     keys = [INSTALL, TOKENS, LOCK, RUN_HISTORY, BUDGET, CAPABILITIES]
     for kind in kinds:
-        keys.append(watermark_key(kind.name))
-        if not kind.marker_filterable:
-            keys.append(unconfirmed_key(kind.name))
+        keys += [watermark_key(kind.name), unconfirmed_key(kind.name)]
     return keys + receive_keys(kinds)
 
 

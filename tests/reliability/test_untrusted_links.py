@@ -130,3 +130,19 @@ def test_a_copy_of_a_record_synced_before_snapshots_named_their_link_is_caught(s
     assert flags["sync_error"] and f"person {owner}" in flags["error_message"], flags
     now = json.loads(sb.get("person", owner)[column])
     assert (now["oid"], now["wid"]) == (prospect_id, owner)   # and names its link from now on
+
+
+def test_our_own_account_whose_create_answer_was_lost_is_adopted_after_a_rename(sb):
+    """Found by its marker with the name it was created with (kept in `unconfirmed.organisation`):
+    ours, renamed in Workbooks since, not someone's planted marker (a storm found this)."""
+    org = sb.organisation("Gamma")["id"]
+    sb.outreach.add_fault(method="POST", path=r"/api/v2/accounts$", reset=True, when="after", count=1)
+    assert sb.run().code == 1                                 # created, but the answer was lost
+    [account] = sb.outreach.records("accounts")
+    later(sb)
+    sb.wb.edit("organisations", org, {"name": "Gamma AG"})
+    result = sb.run()
+    assert result.code == 0, result.output
+    flags = sb.flags("organisation", org)
+    assert not flags["sync_error"] and flags["outreach_id"] == str(account["id"]), flags
+    assert [a["attributes"]["name"] for a in sb.outreach.records("accounts")] == ["Gamma AG"]

@@ -115,8 +115,9 @@ class FeedTracker:
         floor = at - OVERLAP
         seen = {rid: when for rid, when in {**self.start.seen, **self._handled}.items()
                 if (parse_time(when) or floor) >= floor and rid not in self._pending}
-        # settled stays only while the mark stays: a later record brings the overlap back
-        settled = (self._settle or self.start.settled) and at == start
+        # settled by this read; else it stays only while the mark stays (a later record brings
+        # the overlap back)
+        settled = self._settle or (self.start.settled and at == start)
         return FeedCursor(at=iso_ms(at), seen=seen, settled=settled)
 
 

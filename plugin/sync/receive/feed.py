@@ -114,13 +114,14 @@ class Feed:
                 for record in page:
                     if not tracker.fresh(record):
                         tracker.handled(record)     # applied already: still moves the cursor on
-                fresh = [r for r in page if r.get("id") is not None and tracker.fresh(r)]
+                fresh = self.skip_own([r for r in page if r.get("id") is not None and tracker.fresh(r)], tracker)
                 anything_new = anything_new or bool(fresh)
                 self.apply(fresh, tracker)
                 if self.ctx.time_is_up():
                     whole = False
                     break
-            # (a single page of them costs nothing to read again: no state write for it)
+            # Nothing new but our own echoes (written by an earlier run, so long committed):
+            # settled, unless a single page, which costs nothing to read again (no state write).
             if whole and read > 1 and not anything_new and not self.ctx.outreach_stopped \
                     and self.unavailable is None:
                 tracker.settle()
@@ -129,6 +130,10 @@ class Feed:
                 new = tracker.result()
                 if new.to_state() != tracker.start.to_state():
                     self.ctx.state.put(self.key, new.to_state())
+
+    def skip_own(self, records: list[dict], tracker: FeedTracker) -> list[dict]:
+        """Records that are only our own writes are passed (handled) here; the rest returned."""
+        return records
 
     def apply(self, records: list[dict], tracker: FeedTracker) -> None:
         raise NotImplementedError

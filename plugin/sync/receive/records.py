@@ -77,11 +77,16 @@ class RecordFeed(Feed):
         """The send half's noted echoes (Watermark.echoes of this kind)."""
         return Watermark.from_state(self.ctx.state.get(watermark_key(self.kind.name))).echoes
 
+    def skip_own(self, records: list[dict], tracker: FeedTracker) -> list[dict]:
+        echoes, rest = self.echoes(), []
+        for record in records:
+            if echoes.get(str(record["id"])) == (record.get("attributes") or {}).get("updatedAt"):
+                tracker.handled(record)         # our own write, and nothing else in it
+            else:
+                rest.append(record)
+        return rest
+
     def apply(self, records: list[dict], tracker: FeedTracker) -> None:
-        echoes = self.echoes()
-        for record in [r for r in records if echoes.get(str(r["id"])) == (r.get("attributes") or {}).get("updatedAt")]:
-            tracker.handled(record)             # our own write, and nothing else in it
-        records = [r for r in records if echoes.get(str(r["id"])) != (r.get("attributes") or {}).get("updatedAt")]
         if not records:
             return
         found = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)

@@ -51,7 +51,7 @@ class SendStage:
         self.ctx = ctx
         self.proof = LockVersionProof(ctx)
         self.relations = {k.name: ParentLinks(ctx, k) for k in KINDS if k.parent is not None}
-        self.unconfirmed = {k.name: UnconfirmedCreates(ctx, k) for k in KINDS if not k.marker_filterable}
+        self.unconfirmed = {k.name: UnconfirmedCreates(ctx, k) for k in KINDS}
         self.pickup = plan.PickupGuard(ctx.log)     # rows an ignored filter let through (plan.outside_pickup)
 
     def state_keys(self) -> list[str]:

@@ -32,9 +32,15 @@ class Resolver:
         """Why this record cannot be sent at all (before any Outreach request), or None."""
         return None
 
+    @property
+    def judged_by(self) -> str:
+        """The attribute that says whether a marked record is this record's: the match key, or
+        the name when the marker itself is the match key."""
+        return self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
+
     def key_values(self, item: Item) -> list[str]:
-        """The match key's values as mapped (a list key gives all of them)."""
-        value = item.mapped.get(self.mapping.match_key)
+        """The values of `judged_by` as mapped (a list key gives all of them)."""
+        value = item.mapped.get(self.judged_by)
         values = value if isinstance(value, list) else [value]
         return [str(v) for v in values if v not in (None, "")]
 
@@ -67,13 +73,12 @@ class Resolver:
         and let the normal diff bring it up to date. `check`: only when it also holds this
         record's match key — anyone in Outreach can type a marker (docs/installing.md), so a
         marked record that disagrees is flagged, never adopted silently. (Not checked for a
-        create noted as unconfirmed, found by the email it was created with: its email may have
-        been edited since, legitimately.)"""
+        create noted as unconfirmed, found by the key it was created with: that may have been
+        edited since, legitimately.)"""
         if check and not agrees(self.mapping, self.kind, item.mapped, resource.get("attributes") or {}):
-            key = self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
             item.fail(f"Outreach {self.kind.outreach_type} {resource['id']} carries this record's marker "
-                      f"({self.kind.marker_attribute}) but another {key}: check it is the same, make the two "
-                      "agree, then untick Outreach Sync Error")
+                      f"({self.kind.marker_attribute}) but another {self.judged_by}: check it is the same, make "
+                      "the two agree, then untick Outreach Sync Error")
             return
         item.outreach_id = int(resource["id"])
         item.snapshot = Snapshot.of_remote(resource, item.mapped)
@@ -154,7 +159,7 @@ class AccountResolver(Resolver):
         rest = []
         for marker, item in markers.items():
             if marker in ours:
-                self.adopt(item, ours[marker], check=True)
+                self.adopt(item, ours[marker], check=not self._our_create(item, ours[marker]))
             else:
                 rest.append(item)
         key = self.mapping.match_key
@@ -170,6 +175,15 @@ class AccountResolver(Resolver):
         for item in rest:
             value = self.mapping.match_value(item.mapped)
             self.match(item, by_key.get(str(value).lower(), []) if value else [], self.what(item))
+
+
+    def _our_create(self, item: Item, resource: dict) -> bool:
+        """Created by an earlier run for this record, with the match key it holds now (renamed in
+        Workbooks since, its name disagrees: it is ours all the same)."""
+        if self.unconfirmed is None:
+            return False
+        held = " ".join(str((resource.get("attributes") or {}).get(self.judged_by) or "").split()).casefold()
+        return bool(held) and held in {" ".join(v.split()).casefold() for v in self.unconfirmed.keys_for(item.id)}
 
 
 RESOLVERS = {"prospect": ProspectResolver, "account": AccountResolver}

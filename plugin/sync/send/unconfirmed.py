@@ -1,12 +1,14 @@
-"""Creates this plugin cannot be sure about, for a kind whose marker Outreach cannot filter on
-(prospects: `externalId` is not filterable, outreach-api.md §3.1).
+"""Creates this plugin cannot be sure about: the match-key values each was sent with, kept in API
+Data until its write-back succeeds.
 
-A record created by a run whose answer (or whose write-back) was lost is found again next run by
-a look-up on its match key, and adopted because it carries our marker. If the match key (a
-person's email) is edited in between, that look-up misses it and a second Outreach record would
-be created. So the keys a create was sent with are kept in API Data until its write-back succeeds,
-and looked up too. Costs nothing while nothing fails: the key is read with the rest of the state
-and written only when it changes.
+A record created by a run whose answer (or whose write-back) was lost is found again next run,
+and adopted because it carries our marker. Prospects are found by a look-up on their emails
+(`externalId` is not filterable, outreach-api.md §3.1): if the email is edited in between, that
+look-up misses it and a second prospect would be created, so the emails it was created with are
+looked up too. Accounts are found by their marker; the note then tells our own create, renamed
+in Workbooks since, from an account someone else marked (send/links.py: a marker alone is not
+proof). Costs nothing while nothing fails: the key is read with the rest of the state and written
+only when it changes.
 """
 from __future__ import annotations
 
@@ -37,12 +39,14 @@ class UnconfirmedCreates:
 
     def keys_for(self, record_id: int) -> list[str]:
         """The match-key values an earlier create of this record may have been sent with."""
-        return [e for e in self.note().get(str(record_id), {}).get("emails") or [] if isinstance(e, str)]
+        entry = self.note().get(str(record_id), {})
+        return [e for e in entry.get("keys") or entry.get("emails") or [] if isinstance(e, str)]
 
     def creating(self, record_id: int, values: list[str]) -> None:
         """Before the create is sent: until its write-back succeeds its outcome is not certain."""
-        entry = self.note().setdefault(str(record_id), {"emails": []})
-        entry["emails"] = sorted(set(entry.get("emails") or []) | set(values or []))
+        entry = self.note().setdefault(str(record_id), {})
+        entry["keys"] = sorted(set(self.keys_for(record_id)) | set(values or []))
+        entry.pop("emails", None)            # the name 0.1 gave them
         entry["at"] = int(time.time())
 
     def confirmed(self, record_id: int) -> None:
