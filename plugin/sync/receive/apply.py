@@ -19,7 +19,6 @@ from ..writeback import ERROR_MESSAGE_LIMIT, RowWrite, WorkbooksWriter
 from .plan import RecordPlan
 
 
-
 @dataclass
 class Pending:
     """One Workbooks record's planned write, and where it came from."""
