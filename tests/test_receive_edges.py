@@ -199,3 +199,47 @@ def test_a_received_organisation_name_reaches_its_peoples_company(sb, monkeypatc
     sb.reset_counts()
     assert sb.run().code == 0
     assert sb.send_requests("PATCH") == 0
+
+
+def test_an_opt_out_older_than_the_feed_reaches_a_person_ticked_later_and_flagged_duplicate(sb):
+    """The feed read the opted-out prospect when no Person had its address; a Person ticked a
+    week later is flagged Duplicate by the send half, and must still get No Email."""
+    prospect = sb.outreach.rep_create("prospects", {"emails": ["gone@acme.example"], "firstName": "Gina"})
+    sb.outreach.opt_out(int(prospect["id"]), "email")
+    assert sb.run().code == 0                       # the feed passes it: nobody to tell
+    later(sb, 60)
+    person = sb.person(email="gone@acme.example", first="Gina")["id"]
+    assert sb.run().code == 0
+    assert sb.flags("person", person)["duplicate"] is True
+    later(sb, 60)
+    sb.reset_counts()
+    result = sb.run()
+    assert result.code == 0, result.output
+    assert sb.get("person", person)["no_email_soliciting"] is True, result.output
+    assert "1 opt-out" in result.output
+    assert sb.outreach_requests() == 4              # three feeds and the one read by id
+    later(sb, 60)
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.outreach_requests() == 3 and sb.record_writes() == 0    # read once, not every minute
+
+
+def test_an_opt_out_reaches_a_link_proved_without_a_write(sb):
+    """Sync was unticked while the prospect opted out; the Person comes back with its snapshot
+    lost (an import): the send half proves the link by its marker and sends nothing, so the
+    prospect's updatedAt does not move and only a read by id shows receive the opt-out."""
+    person, prospect = synced_person(sb, email="back@acme.example", first="Bo")
+    sb.wb.edit("people", person, {sb.col("person", "sync"): False})
+    later(sb)
+    sb.outreach.opt_out(prospect, "email")
+    assert sb.run().code == 0
+    assert sb.get("person", person)["no_email_soliciting"] is False     # unticked: left alone
+    later(sb, 60)
+    sb.wb.edit("people", person, {sb.col("person", "sync"): True, sb.col("person", "snapshot"): ""})
+    sb.reset_counts()
+    assert sb.run().code == 0
+    assert sb.send_requests("PATCH") == 0
+    later(sb, 60)
+    result = sb.run()
+    assert result.code == 0, result.output
+    assert sb.get("person", person)["no_email_soliciting"] is True, result.output

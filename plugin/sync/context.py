@@ -106,6 +106,13 @@ class EchoRule(Protocol):
     def keep(self, kind: Kind, echoes: dict[str, str]) -> dict[str, str]:
         """The noted echoes receive may still meet (the rest are behind its cursor)."""
 
+    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
+        """Whether receive would write anything from this Outreach record (to `row`, linked with
+        `snapshot`, or by its email address to any Person)."""
+
+    def read_again(self, kind: Kind, ids) -> None:
+        """Have receive read these Outreach records in its next run, changed or not."""
+
 
 class Owners:
     """Workbooks "Assigned To" → Outreach owner, for any kind. The Outreach users are read at most

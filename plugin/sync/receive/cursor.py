@@ -11,6 +11,12 @@ the cursor at its own time: the watermark never passes a change that was not wri
 whole read found nothing new, the overlap has done its job (a run later, nothing is still to
 commit inside it): the cursor is *settled* and the next read starts at it, so a burst of more
 records than a page inside the window is not read again every minute.
+
+Some records must be read again although they did not change: the send half linked one to a
+Workbooks record without writing to it (crash recovery, a link proved), or found one by its
+email address and flagged the Person a duplicate. Its last change (an opt-out) may be behind the
+cursor, read when no Workbooks record was linked to it or held its address; the cursor keeps
+their ids (`again`) until a run has read and applied them.
 """
 from __future__ import annotations
 
@@ -41,20 +47,26 @@ class FeedCursor:
     at: str | None = None                          # the feed's high-water mark (updatedAt)
     seen: dict[str, str] = field(default_factory=dict)   # id → updatedAt applied, inside the overlap
     settled: bool = False                          # read again from `at` itself, without the overlap
+    again: list[str] = field(default_factory=list)  # ids to read by id next run, changed or not
 
     @classmethod
     def from_state(cls, value) -> "FeedCursor":
-        if not isinstance(value, dict) or not parse_time(value.get("at")):
+        if not isinstance(value, dict):
             return cls()
+        again = _ids(value.get("again"))
+        if not parse_time(value.get("at")):
+            return cls(again=again)
         seen = {str(k): str(v) for k, v in (value.get("seen") or {}).items() if parse_time(v)}
-        return cls(at=value["at"], seen=seen, settled=value.get("settled") is True)
+        return cls(at=value["at"], seen=seen, settled=value.get("settled") is True, again=again)
 
     def to_state(self) -> dict | None:
-        if self.at is None:
+        if self.at is None and not self.again:
             return None
-        state = {"at": self.at, "seen": dict(sorted(self.seen.items()))}
-        if self.settled:
+        state: dict = {"at": self.at, "seen": dict(sorted(self.seen.items()))} if self.at else {}
+        if self.settled and self.at:
             state["settled"] = True
+        if self.again:
+            state["again"] = self.again
         return state
 
     def since(self) -> str | None:
@@ -74,6 +86,7 @@ class FeedTracker:
         self._handled: dict[str, str] = {}
         self._pending: dict[str, str] = {}
         self._settle = False
+        self.again = list(start.again)      # still to be read by id after this run
 
     def fresh(self, record: dict) -> bool:
         """Not applied by an earlier run, nor by this one."""
@@ -93,13 +106,18 @@ class FeedTracker:
         if when:
             self._pending[rid] = when
 
+    def applied(self, record_id) -> bool:
+        """Handled by this run and not pending."""
+        rid = str(record_id)
+        return rid in self._handled and rid not in self._pending
+
     def settle(self) -> None:
         """A whole read found nothing new: the next one need not look back over the overlap."""
         self._settle = not self._pending
 
     @property
     def moved(self) -> bool:
-        return bool(self._handled)
+        return bool(self._handled) or self.again != self.start.again
 
     def result(self) -> FeedCursor:
         times = [t for t in (parse_time(v) for v in self._handled.values()) if t]
@@ -111,14 +129,20 @@ class FeedTracker:
         elif held:
             at = min(held)
         if at is None:
-            return self.start
+            return FeedCursor(again=self.again)
         floor = at - OVERLAP
         seen = {rid: when for rid, when in {**self.start.seen, **self._handled}.items()
                 if (parse_time(when) or floor) >= floor and rid not in self._pending}
         # settled by this read; else it stays only while the mark stays (a later record brings
         # the overlap back)
         settled = self._settle or (self.start.settled and at == start)
-        return FeedCursor(at=iso_ms(at), seen=seen, settled=settled)
+        return FeedCursor(at=iso_ms(at), seen=seen, settled=settled, again=self.again)
+
+
+def _ids(value) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return sorted({str(int(v)) for v in value if str(v).isdigit()}, key=int)
 
 
 def _updated_at(record: dict) -> str | None:

@@ -3,7 +3,8 @@
 The lock-free probe (`has_work`) reads the first page and keeps it (and the next ones while a
 page holds only records already applied); once the lock is held and the state read again, `run`
 uses those pages when the cursor did not move meanwhile, so a run with work costs no extra
-request for having looked first. An idle minute costs one request per feed.
+request for having looked first. An idle minute costs one request per feed. Records the cursor
+names to be read again (`FeedCursor.again`) are read by id after the pages, 50 a request.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class Feed:
         if not self.ready:
             return False
         cursor = self.cursor()
+        if cursor.again and not self.ctx.outreach_stopped:
+            return True
         tracker = FeedTracker(cursor)
         pages = self._probe_pages(cursor)
         while True:
@@ -125,11 +128,28 @@ class Feed:
             if whole and read > 1 and not anything_new and not self.ctx.outreach_stopped \
                     and self.unavailable is None:
                 tracker.settle()
+            if whole and tracker.again and not self.ctx.outreach_stopped:
+                self._read_again(tracker)
         finally:
             if not self.ctx.dry_run and tracker.moved:
                 new = tracker.result()
                 if new.to_state() != tracker.start.to_state():
                     self.ctx.state.put(self.key, new.to_state())
+
+    def _read_again(self, tracker: FeedTracker) -> None:
+        """The records the cursor names by id, applied as if they had just changed; those not
+        applied yet stay named (one that no longer exists is dropped)."""
+        ids, records = list(tracker.again), None
+        with self.ctx.outreach_work():
+            records = self.ctx.outreach.find_by_ids(self.plural, ids, fields=self.fields)
+        if records is None or self.ctx.outreach_stopped:
+            return
+        scratch = FeedTracker(FeedCursor())    # their times say nothing about the feed's cursor
+        self.apply_again(records, scratch)
+        tracker.again = [rid for rid in ids if not scratch.applied(rid)]
+
+    def apply_again(self, records: list[dict], tracker: FeedTracker) -> None:
+        self.apply(records, tracker)
 
     def skip_own(self, records: list[dict], tracker: FeedTracker) -> list[dict]:
         """Records that are only our own writes are passed (handled) here; the rest returned."""

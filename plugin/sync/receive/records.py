@@ -30,6 +30,10 @@ from .cursor import FeedTracker
 from .feed import Feed
 from .plan import OptOutColumns, RecordPlan, opted_out, plan_record
 
+# Records named to be read again at most (the newest ids): a run names those it linked without a
+# write, a few hundred at the hourly budget.
+AGAIN_KEPT = 1_000
+
 OPT_OUT_ATTRIBUTES = ("optedOut", "emailOptedOut", "callOptedOut", "emailsOptStatus", "callsOptStatus",
                       "optedOutAt", "emailsOptedAt", "callsOptedAt")
 
@@ -64,14 +68,27 @@ class RecordFeed(Feed):
     def is_echo(self, row: dict, resource: dict, snapshot: Snapshot | None) -> bool:
         """Whether this Outreach record, just written by the send half for `row`, holds nothing
         this feed would bring back to it (the same decision `apply` would take)."""
-        if snapshot is None:
-            return False
+        return snapshot is not None and not self.brings_back(row, resource, snapshot)
+
+    def brings_back(self, row: dict, resource: dict, snapshot: Snapshot | None) -> bool:
+        """Whether this feed would write anything from this Outreach record: an opt-out (to every
+        Person with its email address), or, to `row` linked with `snapshot`, a field."""
         remote = resource.get("attributes") or {}
         if self.opt_outs and (opted_out(remote, "email") or opted_out(remote, "call")):
-            return False                        # other People with its email address may need it
+            return True
+        if snapshot is None:
+            return False
         plan = plan_record(self.mapping, row, remote, snapshot, now=self.ctx.clock(),
                            opt_out_columns=self.opt_out_columns if self.opt_outs else None, format_time=format_wb)
-        return plan.empty and not plan.problems
+        return not plan.empty or bool(plan.problems)
+
+    def read_again(self, ids) -> None:
+        """Name these records for the next run to read by id (FeedCursor.again)."""
+        cursor = self.cursor()
+        again = sorted(set(cursor.again) | {str(int(i)) for i in ids}, key=int)[-AGAIN_KEPT:]
+        if again != cursor.again:
+            cursor.again = again
+            self.ctx.state.put(self.key, cursor.to_state())
 
     def echoes(self) -> dict[str, str]:
         """The send half's noted echoes (Watermark.echoes of this kind)."""
@@ -86,7 +103,11 @@ class RecordFeed(Feed):
                 rest.append(record)
         return rest
 
-    def apply(self, records: list[dict], tracker: FeedTracker) -> None:
+    def apply_again(self, records: list[dict], tracker: FeedTracker) -> None:
+        # Unlinked: the send half found it by its email address, so a Person has that address.
+        self.apply(records, tracker, create=False)
+
+    def apply(self, records: list[dict], tracker: FeedTracker, *, create: bool = True) -> None:
         if not records:
             return
         found = linked_rows(self.ctx, self.kind, [r["id"] for r in records], self.columns)
@@ -96,7 +117,8 @@ class RecordFeed(Feed):
         for record in records:
             work[str(record["id"])] = self._plan(record, rows.get(int(record["id"]), []))
         unlinked = [r for r in records if not found.get(int(r["id"]))]
-        created = self.creator.create(unlinked) if self.creator and unlinked else {str(r["id"]) for r in unlinked}
+        created = (self.creator.create(unlinked) if self.creator and unlinked and create
+                   else {str(r["id"]) for r in unlinked})
         if self.opt_outs:
             self._opt_outs_by_email(records, rows, work)
         everything = [p for pending in work.values() for p in pending]

@@ -43,6 +43,13 @@ class ReceiveStage:
     def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
         return self.records[kind.name].is_echo(row, resource, snapshot)
 
+    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
+        return self.records[kind.name].brings_back(row, resource, snapshot)
+
+    def read_again(self, kind: Kind, ids) -> None:
+        if not self.ctx.dry_run:
+            self.records[kind.name].read_again(ids)
+
     def keep(self, kind: Kind, echoes: dict[str, str]) -> dict[str, str]:
         """Those receive's feed may still read: at or after its cursor less the overlap."""
         floor = parse_time(self.records[kind.name].cursor().since())

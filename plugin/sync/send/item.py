@@ -49,6 +49,8 @@ class Item:
     new_snapshot: Snapshot | None = None
     attributes_sent: list[str] = field(default_factory=list)
     echo: str | None = None         # updatedAt of our Outreach write, when receive need not read it back
+    remote: dict | None = None      # the Outreach record found for it (adopted, or its link proved)
+    receive_again: list[int] = field(default_factory=list)  # Outreach ids receive must read next run
     written: bool = False           # the write-back landed
     write_failed: str | None = None  # why the write-back did not land
 

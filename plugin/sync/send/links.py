@@ -94,7 +94,7 @@ class LinkCheck:
         ours = self.ctx.marker(self.kind, item.id)
         if marker == ours:                      # ours (its snapshot was lost): any other link is the copy
             item.snapshot = Snapshot.of_remote(resource, item.mapped)
-            item.verified = True
+            item.verified, item.remote = True, resource
         elif marker:
             item.fail(f"{what} belongs to {whose(marker)} (its {self.kind.marker_attribute} says so), not to this "
                       "record: the Outreach Id was copied from another record; correct or clear it, then untick "
@@ -106,6 +106,7 @@ class LinkCheck:
         elif agrees(self.mapping, self.kind, item.mapped, attrs):
             item.snapshot = Snapshot.of_remote(resource, item.mapped)
             item.stamp_marker = item.verified = True
+            item.remote = resource
         else:
             key = self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
             item.fail(f"{what} holds another {key} ({_brief(attrs.get(key))}) than this record, and was not "

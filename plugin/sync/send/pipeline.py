@@ -173,6 +173,7 @@ class SendPipeline:
                     self.pusher.send(item)
             for relation in self.children:
                 relation.note_children(items)
+            self._note_receive_again(items)
             self._write_back(items)
             for item in items:
                 self._account_for(item)
@@ -221,6 +222,12 @@ class SendPipeline:
         for item in items:
             if item.outcome is None and self.ctx.outreach_stopped:
                 item.defer("Outreach work stopped for this run")
+
+    def _note_receive_again(self, items: list[Item]) -> None:
+        """Before the write-back that links them, so no crash loses what receive must read."""
+        ids = sorted({oid for item in items for oid in item.receive_again})
+        if ids and self.ctx.echoes is not None and not self.ctx.dry_run:
+            self.ctx.echoes.read_again(self.kind, ids)
 
     # --- write back to Workbooks ---------------------------------------------------------------------
     def _write_back(self, items: list[Item]) -> None:

@@ -102,6 +102,7 @@ class Pusher:
             item.new_snapshot = (item.snapshot.with_sent({}, employer=item.employer_id, assignee=item.assignee,
                                                          outreach_id=item.outreach_id, record_id=item.id)
                                  if item.adopted or item.verified else None)
+            self._unwritten_link(item)
             return
         if self.ctx.dry_run:
             changed = ", ".join(sorted(decision.attributes) + sorted(decision.relationships))
@@ -130,6 +131,15 @@ class Pusher:
             employer=item.employer_id, assignee=item.assignee, outreach_id=item.outreach_id, record_id=item.id)
         if resource:
             self._note_echo(item, resource)
+
+    def _unwritten_link(self, item: Item) -> None:
+        """A link made without a write to Outreach (nothing differed) bumps no `updatedAt`, so
+        receive's feed may never show it what the record holds (an opt-out made before the
+        link): when there is anything to bring back, receive reads it by id next run."""
+        rule = self.ctx.echoes
+        if item.remote is not None and item.new_snapshot is not None and rule is not None \
+                and rule.brings_back(self.kind, item.row, item.remote, item.new_snapshot):
+            item.receive_again.append(int(item.outreach_id))
 
     def _note_echo(self, item: Item, resource: dict) -> None:
         """Our write's answer is Outreach's record right after it: when it holds nothing the

@@ -67,6 +67,10 @@ class Resolver:
         if matches:
             others = ", ".join(str(r["id"]) for r in matches[:3])
             item.duplicate(f"Outreach {self.kind.outreach_type} {others} already has {what}")
+            # Its opt-out may be older than receive's cursor, read when no Person had the address.
+            rule = self.ctx.echoes
+            item.receive_again += [int(r["id"]) for r in matches
+                                   if rule is not None and rule.brings_back(self.kind, item.row, r, None)]
 
     def adopt(self, item: Item, resource: dict, *, check: bool) -> None:
         """A record an interrupted earlier run created for this very Workbooks record: link it,
@@ -82,6 +86,7 @@ class Resolver:
             return
         item.outreach_id = int(resource["id"])
         item.snapshot = Snapshot.of_remote(resource, item.mapped)
+        item.remote = resource
         item.outcome = None
         item.adopted = True
 
