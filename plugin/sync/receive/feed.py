@@ -128,7 +128,7 @@ class Feed:
             if whole and read > 1 and not anything_new and not self.ctx.outreach_stopped \
                     and self.unavailable is None:
                 tracker.settle()
-            if whole and tracker.again and not self.ctx.outreach_stopped:
+            if whole and tracker.again and not self.ctx.outreach_stopped and self.unavailable is None:
                 self._read_again(tracker)
         finally:
             if not self.ctx.dry_run and tracker.moved:
