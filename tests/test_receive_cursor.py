@@ -44,3 +44,25 @@ def test_records_named_again_survive_until_applied_and_need_no_high_water_mark()
     assert state["again"] == ["5"] and state["at"] == "2026-01-01T10:01:00.000Z"
     assert FeedCursor.from_state({"at": "2026-01-01T10:00:00.000Z", "settled": True}).to_state() == \
         {"at": "2026-01-01T10:00:00.000Z", "seen": {}, "settled": True}
+
+
+def test_a_runs_echoes_fit_the_send_watermark_in_their_compact_form_and_read_back_exactly():
+    import json
+
+    from plugin.sync.send.watermark import ECHO_CHARS, Watermark, decode_echoes, encode_echoes
+    # 8,000 creates of one run (the hourly budget), ~30 ms apart, ids nearly consecutive
+    echoes = {str(5_000_000 + 3 * n): f"2026-03-01T10:{n * 30 // 60_000:02d}:{n * 30 // 1000 % 60:02d}."
+                                       f"{n * 30 % 1000:03d}Z" for n in range(8_000)}
+    echoes["77"] = "2026-03-01T10:00:00Z"               # not Outreach's own form: kept as it is
+    state = json.loads(json.dumps(Watermark(at="2026-03-01 10:00:00", echoes=echoes).to_state()))
+    assert len(json.dumps(state)) < 50_000
+    assert Watermark.from_state(state).echoes == echoes
+    assert decode_echoes({"9": "2026-03-01T10:00:00.000Z"}) == {"9": "2026-03-01T10:00:00.000Z"}   # 0.2 before
+    # far apart ids and times: the oldest give way, the text stays bounded
+    scattered = {str(10 ** 9 - 7_919 * n): f"2026-0{1 + n % 9}-01T10:00:00.{n % 1000:03d}Z" for n in range(12_000)}
+    encoded = encode_echoes(scattered)
+    kept = decode_echoes(encoded)
+    assert len(encoded["timed"]) <= ECHO_CHARS and 0 < len(kept) < len(scattered)
+    assert all(scattered[k] == v for k, v in kept.items())
+    newest = max(scattered.values())
+    assert newest in kept.values()

@@ -23,8 +23,9 @@ from .states import SequenceNames, SequenceStateFeed
 
 
 # Echoes kept for receive at most (the newest). Receive passes a run's echoes in the next run, so
-# one run's writes are what is kept (a few hundred at the hourly budget); a lost one costs a read.
-ECHOES_KEPT = 2_000
+# one run's writes are what is kept: up to the hourly budget's worth when a backlog is sent (a
+# lost one costs a Workbooks read; watermark.ECHO_CHARS bounds the text they take).
+ECHOES_KEPT = 12_000
 
 
 class ReceiveStage:

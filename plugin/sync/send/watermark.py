@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import re
 from dataclasses import dataclass, field
 
 from ...workbooks import parse_datetime as parse_wb_datetime
@@ -46,8 +47,7 @@ class Watermark:
         if not isinstance(value, dict):
             return cls()
         recheck = sorted({int(i) for i in value.get("recheck") or []})
-        echoes = {str(k): str(v) for k, v in (value.get("echoes") or {}).items()} \
-            if isinstance(value.get("echoes"), dict) else {}
+        echoes = decode_echoes(value.get("echoes"))
         if not value.get("at"):
             return cls(recheck=recheck, echoes=echoes)
         done = {int(k): int(v) for k, v in (value.get("done") or {}).items()}
@@ -60,7 +60,7 @@ class Watermark:
         if self.recheck:
             state["recheck"] = sorted(set(self.recheck))
         if self.echoes:
-            state["echoes"] = dict(sorted(self.echoes.items()))
+            state["echoes"] = encode_echoes(self.echoes)
         return state
 
     def covers(self, record_id: int, updated_at: str | None, lock_version: int | None) -> bool:
@@ -69,6 +69,59 @@ class Watermark:
             return False
         return (self.done.get(record_id) == lock_version
                 and parse_wb_datetime(updated_at) == parse_wb_datetime(self.at))
+
+
+# The echoes' share of one API Data value (workbooks-api.md §9.1: 100,000 characters are known to
+# work): a run that creates 8,000 records (the hourly budget) needs ~45,000 in the compact form.
+ECHO_CHARS = 60_000
+_OUTREACH_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def encode_echoes(echoes: dict[str, str]) -> dict:
+    """The echoes in time order as `"first id:first ms;Δid:Δms;…"` (integers; milliseconds since
+    1970): one run's creates are a few characters each instead of ~36, so a whole run's fit in
+    the watermark. A time not in Outreach's own form stays as it came (`odd`). The oldest are
+    dropped when the text would outgrow ECHO_CHARS (a dropped echo costs receive one read)."""
+    timed, odd = [], {}
+    for rid, when in echoes.items():
+        if str(rid).isdigit() and _OUTREACH_TIME.fullmatch(str(when)):
+            moment = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+            timed.append(((moment - _EPOCH) // dt.timedelta(milliseconds=1), int(rid)))
+        else:
+            odd[str(rid)] = str(when)
+    timed.sort()
+    while True:
+        parts, last_id, last_ms = [], 0, 0
+        for ms, rid in timed:
+            parts.append(f"{rid - last_id}:{ms - last_ms}")
+            last_id, last_ms = rid, ms
+        text = ";".join(parts)
+        if len(text) <= ECHO_CHARS:
+            break
+        timed = timed[len(timed) // 10 + 1:]
+    state: dict = {"v": 2, "timed": text}
+    if odd:
+        state["odd"] = dict(sorted(odd.items()))
+    return state
+
+
+def decode_echoes(value) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    if value.get("v") != 2:                     # before 0.2's compact form: {id: updatedAt}
+        return {str(k): str(v) for k, v in value.items()}
+    echoes = {str(k): str(v) for k, v in (value.get("odd") or {}).items()}
+    rid = ms = 0
+    for part in str(value.get("timed") or "").split(";"):
+        try:
+            d_id, d_ms = (int(x) for x in part.split(":"))
+        except ValueError:
+            continue                            # a damaged entry costs receive one read
+        rid, ms = rid + d_id, ms + d_ms
+        when = _EPOCH + dt.timedelta(milliseconds=ms)
+        echoes[str(rid)] = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return echoes
 
 
 class WatermarkTracker:
