@@ -100,13 +100,14 @@ class RunContext:
 
 
 class EchoRule(Protocol):
-    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
-        """Whether the Outreach record our write just produced holds nothing for receive."""
+    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot, mapped: dict | None = None) -> bool:
+        """Whether the Outreach record our write just produced holds nothing for receive
+        (`mapped`: the row's send mapping, when the caller has it: spares mapping it again)."""
 
     def keep(self, kind: Kind, echoes: dict[str, str]) -> dict[str, str]:
         """The noted echoes receive may still meet (the rest are behind its cursor)."""
 
-    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
+    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot, mapped: dict | None = None) -> bool:
         """Whether receive would write anything from this Outreach record (to `row`, linked with
         `snapshot`, or by its email address to any Person)."""
 

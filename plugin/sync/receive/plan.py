@@ -100,12 +100,13 @@ def same_value(current: Any, new: Any) -> bool:
 
 def plan_record(mapping, row: dict, remote: dict, snapshot: Snapshot, *, now: dt.datetime,
                 opt_out_columns: OptOutColumns | None = None, take_fields: bool = True,
-                format_time=None) -> RecordPlan:
+                format_time=None, mapped: dict | None = None) -> RecordPlan:
     """`mapping`: the kind's BoundMapping; `row`: the Workbooks record as read (every mapped
     column); `remote`: the Outreach record's attributes; `take_fields`: False for a record that
-    receives only its opt-outs (flagged, or sharing the address of an opted-out prospect)."""
+    receives only its opt-outs (flagged, or sharing the address of an opted-out prospect);
+    `mapped`: `mapping.map(row)` when the caller has it already (the send half)."""
     plan = RecordPlan()
-    forward, failed = mapping.map_partial(row)
+    forward, failed = (mapped, []) if mapped is not None else mapping.map_partial(row)
     snapshot.learn_base(forward, {spec.target: remote[spec.target] for spec in mapping.mapping.fields
                                   if spec.sends and spec.target in remote})
     # Which attributes Workbooks changed since the snapshot (this also teaches a compact

@@ -65,12 +65,13 @@ class RecordFeed(Feed):
             self.opt_out_columns = None
 
     # --- our own writes -------------------------------------------------------------------------------
-    def is_echo(self, row: dict, resource: dict, snapshot: Snapshot | None) -> bool:
+    def is_echo(self, row: dict, resource: dict, snapshot: Snapshot | None, mapped: dict | None = None) -> bool:
         """Whether this Outreach record, just written by the send half for `row`, holds nothing
         this feed would bring back to it (the same decision `apply` would take)."""
-        return snapshot is not None and not self.brings_back(row, resource, snapshot)
+        return snapshot is not None and not self.brings_back(row, resource, snapshot, mapped)
 
-    def brings_back(self, row: dict, resource: dict, snapshot: Snapshot | None) -> bool:
+    def brings_back(self, row: dict, resource: dict, snapshot: Snapshot | None,
+                    mapped: dict | None = None) -> bool:
         """Whether this feed would write anything from this Outreach record: an opt-out (to every
         Person with its email address), or, to `row` linked with `snapshot`, a field."""
         remote = resource.get("attributes") or {}
@@ -78,7 +79,7 @@ class RecordFeed(Feed):
             return True
         if snapshot is None:
             return False
-        plan = plan_record(self.mapping, row, remote, snapshot, now=self.ctx.clock(),
+        plan = plan_record(self.mapping, row, remote, snapshot, now=self.ctx.clock(), mapped=mapped,
                            opt_out_columns=self.opt_out_columns if self.opt_outs else None, format_time=format_wb)
         return not plan.empty or bool(plan.problems)
 

@@ -41,11 +41,11 @@ class ReceiveStage:
         self.feeds += [SequenceStateFeed(ctx, kind, self.names) for kind in KINDS if "sequence_states" in kind.receives]
 
     # --- the send half's echoes (context.EchoRule) -----------------------------------------------------
-    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
-        return self.records[kind.name].is_echo(row, resource, snapshot)
+    def is_echo(self, kind: Kind, row: dict, resource: dict, snapshot, mapped: dict | None = None) -> bool:
+        return self.records[kind.name].is_echo(row, resource, snapshot, mapped)
 
-    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot) -> bool:
-        return self.records[kind.name].brings_back(row, resource, snapshot)
+    def brings_back(self, kind: Kind, row: dict, resource: dict, snapshot, mapped: dict | None = None) -> bool:
+        return self.records[kind.name].brings_back(row, resource, snapshot, mapped)
 
     def read_again(self, kind: Kind, ids) -> None:
         if not self.ctx.dry_run:

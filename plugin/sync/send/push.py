@@ -138,7 +138,7 @@ class Pusher:
         link): when there is anything to bring back, receive reads it by id next run."""
         rule = self.ctx.echoes
         if item.remote is not None and item.new_snapshot is not None and rule is not None \
-                and rule.brings_back(self.kind, item.row, item.remote, item.new_snapshot):
+                and rule.brings_back(self.kind, item.row, item.remote, item.new_snapshot, item.mapped):
             item.receive_again.append(int(item.outreach_id))
 
     def _note_echo(self, item: Item, resource: dict) -> None:
@@ -147,7 +147,8 @@ class Pusher:
         version it carries is only our echo, which receive may skip without reading Workbooks."""
         updated_at = (resource.get("attributes") or {}).get("updatedAt")
         rule = self.ctx.echoes
-        if updated_at and rule is not None and rule.is_echo(self.kind, item.row, resource, item.new_snapshot):
+        if updated_at and rule is not None and rule.is_echo(self.kind, item.row, resource, item.new_snapshot,
+                                                           item.mapped):
             item.echo = str(updated_at)
 
     def _rejected(self, item: Item, exc: OutreachValidation) -> None:
