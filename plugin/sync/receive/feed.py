@@ -142,7 +142,7 @@ class Feed:
         ids, records = list(tracker.again), None
         with self.ctx.outreach_work():
             records = self.ctx.outreach.find_by_ids(self.plural, ids, fields=self.fields)
-        if records is None or self.ctx.outreach_stopped:
+        if records is None:                     # the read was cut short (budget, fault): kept for later
             return
         scratch = FeedTracker(FeedCursor())    # their times say nothing about the feed's cursor
         self.apply_again(records, scratch)

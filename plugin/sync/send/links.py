@@ -34,10 +34,15 @@ from .item import Item
 _MARKER = re.compile(r"^workbooks:[^:]*:(?P<kind>[a-z_]+):(?P<id>\d+)$")
 
 
+def judged_by(mapping, kind) -> str:
+    """The attribute that says whether a marked record is this record's: the match key, or the
+    name when the marker itself is the match key (an account matched by customId)."""
+    return mapping.match_key if mapping.match_key != kind.marker_attribute else "name"
+
+
 def agrees(mapping, kind, mapped: dict, remote: dict) -> bool:
-    """Whether the Outreach record `remote` (attributes) holds this record's match key (for an
-    account matched by its marker: its name)."""
-    key = mapping.match_key if mapping.match_key != kind.marker_attribute else "name"
+    """Whether the Outreach record `remote` (attributes) holds this record's `judged_by` value."""
+    key = judged_by(mapping, kind)
     ours = mapped.get(key)
     theirs = remote.get(key)
     if isinstance(ours, list) or isinstance(theirs, list):
@@ -108,7 +113,7 @@ class LinkCheck:
             item.stamp_marker = item.verified = True
             item.remote = resource
         else:
-            key = self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
+            key = judged_by(self.mapping, self.kind)
             item.fail(f"{what} holds another {key} ({_brief(attrs.get(key))}) than this record, and was not "
                       "created from it: the Outreach Id was typed in or copied from another record; correct or "
                       "clear it, then untick Outreach Sync Error")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ...emails import normalise
 from ...errors import OutreachValidation
 from ...snapshot import Snapshot
-from .links import agrees
+from .links import agrees, judged_by
 from ..context import RunContext
 from . import plan
 from .item import Item
@@ -34,9 +34,7 @@ class Resolver:
 
     @property
     def judged_by(self) -> str:
-        """The attribute that says whether a marked record is this record's: the match key, or
-        the name when the marker itself is the match key."""
-        return self.mapping.match_key if self.mapping.match_key != self.kind.marker_attribute else "name"
+        return judged_by(self.mapping, self.kind)
 
     def key_values(self, item: Item) -> list[str]:
         """The values of `judged_by` as mapped (a list key gives all of them)."""
